@@ -1,0 +1,105 @@
+"""The teacher: loaded from a Hugging Face checkpoint, fine-tuned on the labelled data (or reloaded when
+teacher_model_dir already holds it), and its outputs on the transfer set computed once per chunk and cached."""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import keras
+import numpy as np
+from absl import logging
+
+from xtremedistil_tf import io
+from xtremedistil_tf.convert.hf import load_hf_encoder
+from xtremedistil_tf.models.heads import TaskModel
+
+TEACHER_WEIGHTS = "teacher.weights.h5"
+TEACHER_CONFIG = "teacher-config.json"
+
+
+def save_model(model: keras.Model, folder: str, weights_name: str, config_name: str, extra: dict | None = None):
+    """Keras weights plus the JSON config that rebuilds the model, each written atomically."""
+    os.makedirs(folder, exist_ok=True)
+    with io.atomic_path(os.path.join(folder, weights_name)) as tmp:
+        model.save_weights(tmp)
+    io.write_json(os.path.join(folder, config_name),
+                  {"class_name": type(model).__name__, "config": model.get_config(), **(extra or {})})
+
+
+def load_model(folder: str, weights_name: str, config_name: str, dtype=None) -> keras.Model:
+    spec = io.read_json(os.path.join(folder, config_name))
+    config = dict(spec["config"])
+    cls = {"TaskModel": TaskModel}.get(spec["class_name"])
+    if cls is None:
+        from xtremedistil_tf.distill.student import Student
+        cls = Student
+    model = cls.from_config(config)
+    model.build()
+    model.load_weights(os.path.join(folder, weights_name))
+    return model
+
+
+def has_saved_teacher(teacher_model_dir: str) -> bool:
+    return bool(teacher_model_dir) and all(
+        os.path.isfile(os.path.join(teacher_model_dir, f)) for f in (TEACHER_WEIGHTS, TEACHER_CONFIG))
+
+
+def build_teacher(checkpoint: str, *, num_labels: int, kind: str, faithful: bool, dropout=None):
+    """A TaskModel on the teacher's encoder. Faithful mode uses the original's head (dropout -> linear on the
+    first token, no pooler); the default mode uses the checkpoint's own head style (pooler for BERT)."""
+    loaded = load_hf_encoder(checkpoint, name="teacher")
+    encoder = loaded.encoder
+    if faithful and encoder.pooler is not None:
+        kwargs = encoder.get_config()
+        kwargs["use_pooler"] = False
+        weights = {v.path.split("/", 1)[1]: v.numpy() for v in encoder.weights if "pooler" not in v.path}
+        encoder = type(encoder)(**kwargs)
+        encoder.build()
+        for v in encoder.weights:
+            v.assign(weights[v.path.split("/", 1)[1]])
+    model = TaskModel(encoder, num_labels, kind=kind, dropout=dropout, name="teacher_model",
+                      head_style="bert" if faithful else None)
+    model.build()
+    return model, loaded
+
+
+def weights_id(path: str) -> str:
+    """A cheap identity of a weights file: its size and the sha256 of its first and last MiB."""
+    h = hashlib.sha256()
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read())
+    return f"{size}-{h.hexdigest()[:16]}"
+
+
+class TeacherOutputCache:
+    """Teacher logits (and first-token representations) per transfer chunk, as `chunk-{i}.npz` in model_dir,
+    keyed by the teacher's weights and the transfer cache so a changed teacher is never reused."""
+
+    def __init__(self, folder: str, key: dict):
+        self.folder = folder
+        self.key = key
+        manifest = os.path.join(folder, "manifest.json")
+        if os.path.isfile(manifest) and io.read_json(manifest) != key:
+            logging.info("teacher outputs: the teacher or the transfer set changed; recomputing")
+            for name in os.listdir(folder):
+                if name.startswith("chunk-"):
+                    os.remove(os.path.join(folder, name))
+        os.makedirs(folder, exist_ok=True)
+        io.write_json(manifest, key)
+
+    def path(self, index: int) -> str:
+        return os.path.join(self.folder, f"chunk-{index}.npz")
+
+    def get(self, index: int, compute) -> dict[str, np.ndarray]:
+        path = self.path(index)
+        if os.path.isfile(path):
+            with np.load(path) as data:
+                return {k: data[k] for k in data.files}
+        outputs = compute()
+        with io.atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **outputs)
+        return outputs

@@ -1,0 +1,60 @@
+"""Crash-safe checkpoints of a training phase: weights, optimizer state, the best weights so far and a JSON state,
+written together into one folder that replaces the previous one atomically."""
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from xtremedistil_tf import io
+
+STATE_FILE = "state.json"
+
+
+def get_weights(model: keras.Model) -> list[np.ndarray]:
+    return [np.array(v.numpy()) for v in model.weights]
+
+
+def set_weights(model: keras.Model, weights: list[np.ndarray]) -> None:
+    for v, w in zip(model.weights, weights):
+        v.assign(w)
+
+
+class PhaseCheckpoint:
+    """One folder per phase: `ckpt.*` (tf.train.Checkpoint of model + optimizer), `snapshots.npz`, `state.json`."""
+
+    def __init__(self, folder: str, model: keras.Model, optimizer: keras.optimizers.Optimizer | None):
+        self.folder = folder
+        self.model = model
+        self.optimizer = optimizer
+        objects = {"model": model}
+        if optimizer is not None:
+            objects["optimizer"] = optimizer
+        self._ckpt = tf.train.Checkpoint(**objects)
+
+    def exists(self) -> bool:
+        return os.path.isfile(os.path.join(self.folder, STATE_FILE))
+
+    def save(self, state: dict, snapshots: dict[str, list[np.ndarray] | None]) -> None:
+        """Writes weights, optimizer, named weight snapshots (e.g. the best so far) and the state, all or nothing."""
+        with io.atomic_dir(self.folder) as tmp:
+            self._ckpt.write(os.path.join(tmp, "ckpt"))
+            arrays = {f"{name}__{i}": w for name, ws in snapshots.items() if ws is not None
+                      for i, w in enumerate(ws)}
+            with open(os.path.join(tmp, "snapshots.npz"), "wb") as f:
+                np.savez(f, **arrays)
+            io.write_json(os.path.join(tmp, STATE_FILE), state)
+
+    def restore(self) -> tuple[dict, dict[str, list[np.ndarray]]]:
+        """Restores model and optimizer in place; returns the saved state and weight snapshots."""
+        status = self._ckpt.read(os.path.join(self.folder, "ckpt"))
+        status.expect_partial()
+        state = io.read_json(os.path.join(self.folder, STATE_FILE))
+        snapshots: dict[str, list] = {}
+        with np.load(os.path.join(self.folder, "snapshots.npz")) as data:
+            keys = sorted(data.files, key=lambda k: (k.rsplit("__", 1)[0], int(k.rsplit("__", 1)[1])))
+            for k in keys:
+                snapshots.setdefault(k.rsplit("__", 1)[0], []).append(data[k])
+        return state, snapshots

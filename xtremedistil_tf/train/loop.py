@@ -1,0 +1,138 @@
+"""The training loop shared by teacher fine-tuning, every distillation stage and run_glue.py.
+
+We own the loop rather than using `Model.fit`: it runs the same way under the default, Mirrored, MultiWorker and
+TPU strategies (Keras 3's `fit` fails under MultiWorkerMirroredStrategy), and forward + loss + gradients can be
+compiled with XLA in an inner function while the optimizer update stays outside it, which is what works with
+several replicas. The model supplies `per_example_loss(batch, training)`; the loop averages it over the global
+batch, so the result is the same for any number of replicas.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Callable, Iterable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from xtremedistil_tf.errors import UserError
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
+    """A loss became NaN or Inf; the stage stops and the last good checkpoint is kept."""
+
+
+def make_optimizer(learning_rate: float, *, epsilon: float = 1e-7, clipnorm: float | None = None,
+                   weight_decay: float | None = None, precision: str | None = None) -> keras.optimizers.Optimizer:
+    if weight_decay:
+        opt = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, epsilon=epsilon, clipnorm=clipnorm)
+    else:
+        opt = keras.optimizers.Adam(learning_rate, epsilon=epsilon, clipnorm=clipnorm)
+    if (precision or keras.mixed_precision.global_policy().name) == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+@dataclasses.dataclass
+class Step:
+    """A compiled distributed train step over a fixed set of variables."""
+    strategy: tf.distribute.Strategy
+    loss_fn: Callable  # (batch, training) -> per-example loss [B]
+    variables: list
+    optimizer: keras.optimizers.Optimizer
+    global_batch_size: int
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        gbs = self.global_batch_size
+
+        def grads_and_loss(batch):
+            with tf.GradientTape() as tape:
+                per_example = self.loss_fn(batch, True)
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=gbs)
+                scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
+            grads = tape.gradient(scaled, self.variables)
+            return loss, grads
+
+        inner = tf.function(grads_and_loss, jit_compile=True) if self.jit_compile else grads_and_loss
+
+        def replica_step(batch):
+            loss, grads = inner(batch)
+            self.optimizer.apply(grads, self.variables)
+            return loss
+
+        @tf.function
+        def distributed_step(batch):
+            losses = self.strategy.run(replica_step, args=(batch,))
+            return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+        self._step = distributed_step
+
+    def __call__(self, batch) -> tf.Tensor:
+        return self._step(batch)
+
+
+def build_optimizer(optimizer: keras.optimizers.Optimizer, variables: list, strategy) -> None:
+    """Creates the optimizer's slots now, so a checkpoint can restore them before the first step."""
+    with strategy.scope():
+        optimizer.build(variables)
+
+
+def distribute(strategy, dataset: tf.data.Dataset):
+    return strategy.experimental_distribute_dataset(dataset)
+
+
+def dataset_from_arrays(arrays: dict[str, np.ndarray], global_batch_size: int, *, shuffle: bool, seed: int,
+                        drop_remainder: bool) -> tf.data.Dataset:
+    """A batched dataset of dicts; shuffled with a fixed seed so every epoch order is reproducible."""
+    ds = tf.data.Dataset.from_tensor_slices(arrays)
+    if shuffle:
+        n = len(next(iter(arrays.values())))
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(global_batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def run_epoch(step: Step, dataset: Iterable, *, description: str, log_every: int = 50,
+              on_batch: Callable[[int, float], None] | None = None) -> float:
+    """One pass; returns the mean loss. Raises NonFiniteLossError naming `description` and the step."""
+    total, count, start = 0.0, 0, time.time()
+    for i, batch in enumerate(dataset):
+        loss = float(step(batch))
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(f"{description}: loss is {loss} at step {i + 1}; stopping (the last good "
+                                     "checkpoint is kept). Try a lower learning rate or --precision float32.")
+        total += loss
+        count += 1
+        if on_batch:
+            on_batch(i, loss)
+        if log_every and (i + 1) % log_every == 0:
+            logging.info("%s: step %d, loss %.5f, %.1f steps/s", description, i + 1, total / count,
+                         (i + 1) / (time.time() - start))
+    return total / max(count, 1)
+
+
+def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_size: int) -> dict[str, np.ndarray]:
+    """Runs `fn(batch) -> dict of tensors` over all rows under the strategy and returns numpy arrays.
+
+    Rows are padded to a whole number of global batches (fixed shapes for TPU/XLA) and the padding cut off.
+    """
+    n = len(next(iter(arrays.values())))
+    padded_n = max(global_batch_size, int(math.ceil(n / global_batch_size)) * global_batch_size)
+    padded = {k: np.concatenate([v, np.repeat(v[-1:], padded_n - n, axis=0)]) if padded_n > n else v
+              for k, v in arrays.items()}
+    ds = distribute(strategy, tf.data.Dataset.from_tensor_slices(padded).batch(global_batch_size,
+                                                                                drop_remainder=True))
+
+    @tf.function
+    def run(batch):
+        out = strategy.run(fn, args=(batch,))
+        return {k: strategy.gather(v, axis=0) for k, v in out.items()}
+
+    chunks: dict[str, list] = {}
+    for batch in ds:
+        for k, v in run(batch).items():
+            chunks.setdefault(k, []).append(v.numpy())
+    return {k: np.concatenate(v)[:n] for k, v in chunks.items()}

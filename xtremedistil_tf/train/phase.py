@@ -1,0 +1,110 @@
+"""One training phase with early stopping over one or more data chunks, checkpointed after every epoch.
+
+This is the control flow shared by teacher fine-tuning, every distillation stage and run_glue.py. Within a chunk,
+training stops after `patience` epochs without a better score; across chunks (the transfer set is read in chunks),
+a chunk that does not beat the best score so far counts against the same patience and its weights are reverted.
+Scores are "higher is better" (pass minus a loss). Two policies:
+- faithful (the original release, Keras EarlyStopping in TF 2.3-2.5): the best epoch's weights are restored only
+  when training stopped early, and a chunk is scored by its last epoch;
+- default: the best weights are always restored, and a chunk is scored by its best epoch.
+Every epoch ends with a checkpoint, so a killed run resumes at the next epoch with the same weights, optimizer
+state and early-stopping counters.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable
+
+from absl import logging
+
+from xtremedistil_tf.train.checkpoint import PhaseCheckpoint, get_weights, set_weights
+
+NEG_INF = -math.inf
+
+
+@dataclasses.dataclass
+class PhaseResult:
+    best_score: float
+    history: list[dict]
+    best_weights: list | None
+    wall_time: float
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def run_phase(name: str, *, model, checkpoint: PhaseCheckpoint, num_chunks: int,
+              load_chunk: Callable[[int], Any], train_epoch: Callable[[Any, int, int], float],
+              score: Callable[[Any], tuple[float, dict]], epochs: int, patience: int, faithful: bool,
+              cross_chunk: bool = True, carried: tuple[float, list] | None = None) -> PhaseResult:
+    """Runs (or resumes) a phase; leaves the model holding the phase's final weights."""
+    snapshots: dict[str, list | None] = {"chunk_best": None, "phase_best": carried[1] if carried else None}
+    state = {"chunk": 0, "epoch": 0, "chunk_best": None, "chunk_wait": 0, "last_score": None,
+             "phase_best": _finite(carried[0]) if carried else None, "phase_wait": 0, "history": [],
+             "done": False, "elapsed": 0.0}
+    if checkpoint.exists():
+        state, saved = checkpoint.restore()
+        snapshots.update(saved)
+        logging.info("%s: resuming at chunk %d, epoch %d", name, state["chunk"], state["epoch"])
+        if state["done"]:
+            return PhaseResult(_val(state["phase_best"]), state["history"], snapshots.get("phase_best"),
+                               state["elapsed"])
+    start = time.time() - state["elapsed"]
+
+    def save():
+        state["elapsed"] = time.time() - start
+        checkpoint.save(state, snapshots)
+
+    while state["chunk"] < num_chunks and not state["done"]:
+        chunk = state["chunk"]
+        data = load_chunk(chunk)
+        stopped = False
+        while state["epoch"] < epochs:
+            epoch = state["epoch"]
+            t0 = time.time()
+            loss = train_epoch(data, chunk, epoch)
+            value, metrics = score(data)
+            state["history"].append({"chunk": chunk, "epoch": epoch, "loss": loss, "score": value,
+                                     "seconds": round(time.time() - t0, 3), **metrics})
+            logging.info("%s chunk %d epoch %d: train loss %.5f, score %.5f %s", name, chunk, epoch + 1, loss,
+                         value, " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+            state["last_score"] = value
+            if value > _val(state["chunk_best"]):
+                state["chunk_best"], state["chunk_wait"] = value, 0
+                snapshots["chunk_best"] = get_weights(model)
+            else:
+                state["chunk_wait"] += 1
+            state["epoch"] += 1
+            stopped = state["chunk_wait"] >= patience
+            if stopped or state["epoch"] >= epochs:
+                break
+            save()
+        # End of the chunk: restore its best epoch, then compare with the best chunk so far.
+        if snapshots["chunk_best"] is not None and (stopped or not faithful):
+            set_weights(model, snapshots["chunk_best"])
+        chunk_score = state["last_score"] if faithful else _val(state["chunk_best"])
+        if not cross_chunk or chunk_score > _val(state["phase_best"]):
+            if not cross_chunk:
+                chunk_score = _val(state["chunk_best"]) if not faithful or stopped else state["last_score"]
+            state["phase_best"], state["phase_wait"] = chunk_score, 0
+            snapshots["phase_best"] = get_weights(model)
+        else:
+            state["phase_wait"] += 1
+            if snapshots["phase_best"] is not None:
+                set_weights(model, snapshots["phase_best"])
+            logging.info("%s: chunk %d did not improve (%d/%d)", name, chunk, state["phase_wait"], patience)
+            if state["phase_wait"] >= patience:
+                state["done"] = True
+        state.update(chunk=chunk + 1, epoch=0, chunk_best=None, chunk_wait=0, last_score=None)
+        snapshots["chunk_best"] = None
+        if state["chunk"] >= num_chunks:
+            state["done"] = True
+        save()
+    return PhaseResult(_val(state["phase_best"]), state["history"], snapshots.get("phase_best"), state["elapsed"])
+
+
+def _val(x):
+    return NEG_INF if x is None else x

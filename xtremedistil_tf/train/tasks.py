@@ -1,0 +1,82 @@
+"""Finding a task's labelled splits wherever the user keeps them: an original-release task folder, a GLUE folder,
+a CoNLL folder, or TFDS by name."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from absl import logging
+
+from xtremedistil_tf.data import readers
+from xtremedistil_tf.errors import ConfigError
+
+
+@dataclasses.dataclass
+class TaskSplits:
+    kind: str
+    label_names: list[str] | None
+    pairwise: bool
+    splits: dict[str, readers.TaskData]  # "train", "dev", "test" (+ MNLI's extra dev/test splits)
+    glue_task: str = ""
+    source: str = ""
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.label_names is None else len(self.label_names)
+
+    def labelled(self, split: str) -> bool:
+        return split in self.splits and self.splits[split].has_labels
+
+
+def load_task(task: str, *, do_NER: bool = False, do_pairwise: bool = False, glue_task: str = "",
+              tfds_data_dir: str | None = None) -> TaskSplits:
+    """`task` is a folder (original format: train/dev/test.tsv; GLUE with `glue_task`; CoNLL: train/dev/test.txt
+    with do_NER) or a TFDS name such as `glue/sst2` or `conll2003`."""
+    if os.path.isdir(task):
+        if glue_task:
+            name = readers.glue_task_name(glue_task)
+            raw = readers.read_glue(name, task)
+            splits = {"train": raw["train"]}
+            dev = raw.get("dev") or raw.get("dev_matched")
+            if dev is not None:
+                splits["dev"] = dev
+            test = raw.get("test") or raw.get("test_matched")
+            if test is not None:
+                splits["test"] = test
+            for k, v in raw.items():
+                splits.setdefault(k, v)
+            return _finish(splits, name, task)
+        if do_NER and os.path.isfile(os.path.join(task, "train.txt")):
+            train = readers.read_conll(os.path.join(task, "train.txt"))
+            splits = {"train": train}
+            for split in ("dev", "test"):
+                path = os.path.join(task, f"{split}.txt")
+                if os.path.isfile(path):
+                    splits[split] = readers.read_conll(path, label_names=train.label_names)
+            return _finish(splits, "", task)
+        return _finish(readers.read_task_folder(task, do_NER=do_NER, do_pairwise=do_pairwise), "", task)
+    if task.startswith("glue/") or task == "conll2003":
+        splits = {"train": readers.read_tfds(task, "train", data_dir=tfds_data_dir)}
+        names = splits["train"].label_names
+        dev_name = "validation_matched" if task.endswith("mnli") else "validation"
+        splits["dev"] = readers.read_tfds(task, dev_name, data_dir=tfds_data_dir, label_names=names)
+        try:
+            splits["test"] = readers.read_tfds(task, "test_matched" if task.endswith("mnli") else "test",
+                                               data_dir=tfds_data_dir, label_names=names)
+        except Exception as e:  # noqa: BLE001 - a dataset without a test split is fine
+            logging.info("%s: no test split (%s)", task, e)
+        return _finish(splits, task.split("/", 1)[1] if task.startswith("glue/") else "", task)
+    raise ConfigError(f"--task={task}: not a folder, and not a TFDS name (glue/<task> or conll2003)")
+
+
+def _finish(splits: dict, glue_task: str, source: str) -> TaskSplits:
+    train = splits["train"]
+    if not train.has_labels:
+        raise ConfigError(f"{train.path}: the training split has no labels")
+    if "dev" not in splits:
+        logging.warning("%s: no dev split; the last 10%% of train is held out as dev", source)
+        n = max(1, len(train.examples) // 10)
+        splits["dev"] = dataclasses.replace(train, examples=train.examples[-n:], path=train.path + "[-10%]")
+        splits["train"] = dataclasses.replace(train, examples=train.examples[:-n])
+    return TaskSplits(kind=train.kind, label_names=train.label_names, pairwise=train.pairwise, splits=splits,
+                      glue_task=glue_task, source=source)
