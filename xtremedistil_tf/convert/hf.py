@@ -188,14 +188,15 @@ def read_hf_tf_h5(path: str) -> dict[str, np.ndarray]:
         def visit(name, obj):
             if not isinstance(obj, h5py.Dataset):
                 return
+            # HF's TF layout: <top layer group>/<model scope, e.g. tf_bert_model>/<weight path>:0, e.g.
+            # bert/tf_bert_model/bert/encoder/layer_._0/... or classifier/tf_bert_for_..._classification/classifier/...
+            # Drop the top group and the model scope; keep the weight path ("bert/..." or "classifier/...").
             parts = name.split("/")
-            # Keep from the model's main layer on ("bert/...", "roberta/..."), dropping the outer Keras names.
-            for j, p in enumerate(parts):
-                if p in ("bert", "roberta", "electra", "distilbert") and j + 1 < len(parts):
-                    key = "/".join(parts[j:])
-                    break
-            else:
-                key = "/".join(parts[1:]) if len(parts) > 1 else name
+            if len(parts) > 1:
+                parts = parts[1:]
+            if len(parts) > 1 and parts[0].startswith("tf_"):
+                parts = parts[1:]
+            key = "/".join(parts)
             for pattern, repl in _H5_RULES:
                 key = pattern.sub(repl, key)
             key = key.replace("/", ".")

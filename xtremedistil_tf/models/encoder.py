@@ -52,16 +52,18 @@ class Encoder(keras.Model):
         self.embeddings = Embeddings(
             vocab_size, self.embedding_size, hidden_size, max_position_embeddings, type_vocab_size,
             layer_norm_eps, dropout, initializer_range, pad_token_id=pad_token_id,
-            roberta_positions=self.roberta_positions, name="embeddings")
+            roberta_positions=self.roberta_positions, name="embeddings", dtype=self.dtype_policy)
         self.transformer_layers = [
             TransformerBlock(hidden_size, num_heads, intermediate_size, hidden_act, layer_norm_eps, dropout,
-                             attention_dropout, initializer_range, name=f"transformer_layer_{i}")
+                             attention_dropout, initializer_range, name=f"transformer_layer_{i}",
+                             dtype=self.dtype_policy)
             for i in range(num_layers)
         ]
         self.pooler = None
         if use_pooler:
             self.pooler = keras.layers.Dense(hidden_size, activation="tanh",
-                                             kernel_initializer=_init(initializer_range), name="pooler")
+                                             kernel_initializer=_init(initializer_range), name="pooler",
+                                             dtype=self.dtype_policy)
 
     @property
     def max_seq_len(self) -> int:
@@ -121,6 +123,7 @@ class Encoder(keras.Model):
             "pad_token_id": self.pad_token_id,
             "architecture": self.architecture,
             "use_pooler": self.use_pooler,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
 
     @classmethod

@@ -63,20 +63,22 @@ class Embeddings(keras.layers.Layer):
         self.pad_token_id = pad_token_id
         self.roberta_positions = roberta_positions
         init = _init(initializer_range)
+        dt = self.dtype_policy  # sublayers do not inherit a policy passed as `dtype=`: hand it down
         self.word_embeddings = keras.layers.Embedding(vocab_size, embedding_size, embeddings_initializer=init,
-                                                      name="word_embeddings")
+                                                      name="word_embeddings", dtype=dt)
         self.position_embeddings = keras.layers.Embedding(max_position_embeddings, embedding_size,
-                                                          embeddings_initializer=init, name="position_embeddings")
+                                                          embeddings_initializer=init, name="position_embeddings",
+                                                          dtype=dt)
         self.token_type_embeddings = None
         if type_vocab_size > 0:
             self.token_type_embeddings = keras.layers.Embedding(type_vocab_size, embedding_size,
                                                                 embeddings_initializer=init,
-                                                                name="token_type_embeddings")
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="layer_norm")
-        self.dropout = keras.layers.Dropout(dropout)
+                                                                name="token_type_embeddings", dtype=dt)
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="layer_norm", dtype=dt)
+        self.dropout = keras.layers.Dropout(dropout, dtype=dt)
         self.projection = None
         if embedding_size != hidden_size:
-            self.projection = keras.layers.Dense(hidden_size, kernel_initializer=init, name="projection")
+            self.projection = keras.layers.Dense(hidden_size, kernel_initializer=init, name="projection", dtype=dt)
 
     def build(self, input_shape):
         self.word_embeddings.build(None)
@@ -111,6 +113,9 @@ class SelfAttention(keras.layers.Layer):
     """Multi-head scaled dot-product self-attention with an additive padding mask."""
 
     def __init__(self, hidden_size, num_heads, attention_dropout, initializer_range, **kwargs):
+        # No input autocasting: Keras would cast the float32 `mask_bias` to float16 under mixed_float16, where
+        # -1e9 overflows to -inf. The Dense sublayers still cast `x` to the compute dtype themselves.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
@@ -118,10 +123,11 @@ class SelfAttention(keras.layers.Layer):
         self.num_heads = num_heads
         self.head_size = hidden_size // num_heads
         init = _init(initializer_range)
-        self.query = keras.layers.Dense(hidden_size, kernel_initializer=init, name="query")
-        self.key = keras.layers.Dense(hidden_size, kernel_initializer=init, name="key")
-        self.value = keras.layers.Dense(hidden_size, kernel_initializer=init, name="value")
-        self.dropout = keras.layers.Dropout(attention_dropout)
+        dt = self.dtype_policy
+        self.query = keras.layers.Dense(hidden_size, kernel_initializer=init, name="query", dtype=dt)
+        self.key = keras.layers.Dense(hidden_size, kernel_initializer=init, name="key", dtype=dt)
+        self.value = keras.layers.Dense(hidden_size, kernel_initializer=init, name="value", dtype=dt)
+        self.dropout = keras.layers.Dropout(attention_dropout, dtype=dt)
 
     def build(self, input_shape):
         for dense in (self.query, self.key, self.value):
@@ -135,7 +141,7 @@ class SelfAttention(keras.layers.Layer):
     def call(self, x, mask_bias, training=False):
         q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
         scores = tf.matmul(q, k, transpose_b=True)
-        scores = tf.cast(scores, "float32") * (1.0 / math.sqrt(self.head_size)) + mask_bias
+        scores = tf.cast(scores, "float32") * (1.0 / math.sqrt(self.head_size)) + tf.cast(mask_bias, "float32")
         probs = tf.nn.softmax(scores, axis=-1)
         context = tf.matmul(self.dropout(tf.cast(probs, v.dtype), training=training), v)
         b, t = tf.shape(x)[0], tf.shape(x)[1]
@@ -148,18 +154,24 @@ class TransformerBlock(keras.layers.Layer):
 
     def __init__(self, hidden_size, num_heads, intermediate_size, hidden_act, layer_norm_eps, dropout,
                  attention_dropout, initializer_range, **kwargs):
+        kwargs.setdefault("autocast", False)  # keep `mask_bias` float32 (see SelfAttention)
         super().__init__(**kwargs)
         self.hidden_size = hidden_size
         init = _init(initializer_range)
+        dt = self.dtype_policy
         self.attention = SelfAttention(hidden_size, num_heads, attention_dropout, initializer_range,
-                                       name="attention")
-        self.attention_output = keras.layers.Dense(hidden_size, kernel_initializer=init, name="attention_output")
-        self.attention_layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="attention_layer_norm")
-        self.intermediate = keras.layers.Dense(intermediate_size, kernel_initializer=init, name="intermediate")
-        self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init, name="output")
-        self.output_layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="output_layer_norm")
+                                       name="attention", dtype=dt)
+        self.attention_output = keras.layers.Dense(hidden_size, kernel_initializer=init, name="attention_output",
+                                                   dtype=dt)
+        self.attention_layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps,
+                                                                    name="attention_layer_norm", dtype=dt)
+        self.intermediate = keras.layers.Dense(intermediate_size, kernel_initializer=init, name="intermediate",
+                                               dtype=dt)
+        self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init, name="output", dtype=dt)
+        self.output_layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="output_layer_norm",
+                                                                 dtype=dt)
         self.activation = get_activation(hidden_act)
-        self.dropout = keras.layers.Dropout(dropout)
+        self.dropout = keras.layers.Dropout(dropout, dtype=dt)
         self.intermediate_size = intermediate_size
 
     def build(self, input_shape):
@@ -173,6 +185,7 @@ class TransformerBlock(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x, mask_bias, training=False):
+        x = tf.cast(x, self.compute_dtype)  # inputs are not autocast here (see __init__); the residuals need it
         context, probs = self.attention(x, mask_bias, training=training)
         attn = self.dropout(self.attention_output(context), training=training)
         x = self.attention_layer_norm(x + attn)

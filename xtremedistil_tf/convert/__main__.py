@@ -1,0 +1,260 @@
+"""Convert a checkpoint: `python -m xtremedistil_tf.convert --input SRC --output DST --format {hf,saved_model,keras}`.
+
+SRC: a Hugging Face folder or hub id, a Google BERT checkpoint folder, or a Keras folder written by this command.
+`--verify` runs SRC in transformers (PyTorch) and DST in TensorFlow on a few sentences of different lengths (SRC's
+tokenizer if it has one, else random token ids), prints the largest absolute difference of the last hidden state
+over the real (non-padding) tokens, and exits 1 when it is above `--tolerance`. Any other failure: one line on
+stderr and exit 2 (`--verbose` for the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
+SENTENCES = [
+    "Hello world!",
+    "The quick brown fox jumps over the lazy dog.",
+    "Knowledge distillation trains a small student model to reproduce the predictions of a much larger teacher, "
+    "so that it runs fast on modest hardware.",
+    "Short.",
+    "It was the best of times, it was the worst of times.",
+]
+RANDOM_LENGTHS = (16, 9, 4, 12)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m xtremedistil_tf.convert", description=__doc__.split("\n\n")[0])
+    p.add_argument("--input", required=True, help="HF folder or hub id, Google BERT checkpoint folder, or Keras "
+                                                   "folder written by --format keras")
+    p.add_argument("--output", required=True, help="output folder (replaced as a whole if it is a previous export)")
+    p.add_argument("--format", required=True, choices=("hf", "saved_model", "keras"))
+    p.add_argument("--verify", action="store_true",
+                   help="compare SRC in transformers (PyTorch) with DST in TensorFlow on a few sentences")
+    p.add_argument("--tolerance", type=float, default=1e-4,
+                   help="largest allowed absolute difference of the last hidden state (default 1e-4)")
+    p.add_argument("--allow_pickle", "--allow-pickle", action="store_true",
+                   help="allow a full unpickle of pytorch_model.bin (only for files you trust)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --output even if it is a non-empty folder that is not a previous export")
+    p.add_argument("--verbose", action="store_true", help="log details and show tracebacks")
+    return p.parse_args(argv)
+
+
+# ------------------------------------------------------------------------------------------------------ verification
+def verification_batch(loaded, max_len: int = 64, seed: int = 0):
+    """(input_ids, attention_mask, token_type_ids) as int64 numpy, and a description of where they came from."""
+    import numpy as np
+    encoder = loaded.encoder
+    max_len = min(max_len, encoder.max_seq_len)
+    if loaded.tokenizer:
+        try:
+            tok = _load_tokenizer(loaded.tokenizer)
+            enc = tok(SENTENCES, padding=True, truncation=True, max_length=max_len, return_tensors="np")
+            ids = enc["input_ids"].astype(np.int64)
+            mask = enc["attention_mask"].astype(np.int64)
+            types = enc.get("token_type_ids")
+            types = np.zeros_like(ids) if types is None or encoder.type_vocab_size == 0 else types.astype(np.int64)
+            if int(ids.max()) < encoder.vocab_size:
+                return (ids, mask, types), f"{len(SENTENCES)} sentences tokenized by {loaded.tokenizer}"
+        except Exception as e:  # noqa: BLE001 - fall back to random ids, say so
+            print(f"note: cannot use the tokenizer in {loaded.tokenizer} ({type(e).__name__}); using random ids",
+                  file=sys.stderr)
+    rng = np.random.default_rng(seed)
+    lengths = [min(n, max_len) for n in RANDOM_LENGTHS]
+    t = max(lengths)
+    pad = encoder.pad_token_id
+    ids = rng.integers(min(5, encoder.vocab_size - 1), encoder.vocab_size, size=(len(lengths), t))
+    ids[ids == pad] = (pad + 1) % encoder.vocab_size
+    mask = np.zeros_like(ids)
+    for row, n in enumerate(lengths):
+        mask[row, :n] = 1
+        ids[row, n:] = pad
+    types = np.zeros_like(ids)
+    if encoder.type_vocab_size > 1:
+        types[:, t // 2:] = 1
+        types *= mask
+    return (ids.astype(np.int64), mask, types.astype(np.int64)), \
+        f"{len(lengths)} random sequences of lengths {lengths}"
+
+
+def _load_tokenizer(folder: str):
+    import transformers
+    if os.path.isfile(os.path.join(folder, "tokenizer_config.json")) or \
+            os.path.isfile(os.path.join(folder, "tokenizer.json")):
+        return transformers.AutoTokenizer.from_pretrained(folder)
+    # A Google folder with only vocab.txt: WordPiece; the folder name says whether it is cased.
+    name = os.path.basename(os.path.normpath(folder)).lower()
+    lower = not ("cased" in name and "uncased" not in name)
+    return transformers.BertTokenizer.from_pretrained(folder, do_lower_case=lower)
+
+
+def torch_reference(loaded):
+    """SRC as a transformers PyTorch model (eager attention), read from SRC's own files where possible."""
+    import torch
+    import transformers
+    from xtremedistil_tf.errors import UserError
+    if loaded.format == "hf":
+        return transformers.AutoModel.from_pretrained(loaded.source, attn_implementation="eager").eval()
+    if loaded.format == "google":
+        from xtremedistil_tf.convert.google import google_to_hf_state_dict, read_google_checkpoint
+        cfg = dict(loaded.config)
+        state = google_to_hf_state_dict(read_google_checkpoint(loaded.source), cfg["num_hidden_layers"])
+    else:  # our Keras folder: PyTorch has no reader for it, so rebuild from its weights under HF names
+        from xtremedistil_tf.convert.hf import encoder_state_dict, hf_config_from_encoder
+        cfg = hf_config_from_encoder(loaded.encoder)
+        state = encoder_state_dict(loaded.encoder)
+    model_type = cfg.pop("model_type")
+    config = transformers.AutoConfig.for_model(model_type, **{k: v for k, v in cfg.items()
+                                                              if not k.startswith("_")})
+    model = transformers.AutoModel.from_config(config, attn_implementation="eager").eval()
+    result = model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("pooler.") and not k.endswith("position_ids")]
+    if missing:
+        raise UserError(f"{loaded.source}: cannot rebuild the PyTorch reference; missing {', '.join(missing[:10])}")
+    return model
+
+
+def tf_outputs(fmt: str, output: str, batch):
+    """DST's last hidden state, run in TensorFlow."""
+    import numpy as np
+    import tensorflow as tf
+    ids, mask, types = batch
+    if fmt == "saved_model":
+        fn = tf.saved_model.load(output).signatures["serving_default"]
+        out = fn(input_ids=tf.constant(ids, tf.int32), attention_mask=tf.constant(mask, tf.int32),
+                 token_type_ids=tf.constant(types, tf.int32))
+        return np.asarray(out["last_hidden_state"], np.float32)
+    from xtremedistil_tf.convert.export import load_any, load_keras
+    model = load_keras(output) if fmt == "keras" else load_any(output).model
+    out = model({"input_ids": ids, "attention_mask": mask, "token_type_ids": types}, training=False)
+    return np.asarray(tf.cast(out["sequence_output"], tf.float32))
+
+
+def verify(loaded, fmt: str, output: str, tolerance: float) -> tuple[float, bool]:
+    import numpy as np
+    import torch
+    batch, where = verification_batch(loaded)
+    ids, mask, types = batch
+    reference = torch_reference(loaded)
+    feed = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+    if loaded.encoder.type_vocab_size > 0:
+        feed["token_type_ids"] = torch.from_numpy(types)
+    with torch.no_grad():
+        theirs = reference(**feed).last_hidden_state.float().numpy()
+    mine = tf_outputs(fmt, output, batch)
+    real = mask.astype(bool)[:, :, None]  # padding positions carry no meaning
+    diff = float(np.max(np.abs(np.where(real, mine - theirs, 0.0))))
+    ok = diff <= tolerance
+    print(f"verify: {where}: max |difference| of the last hidden state, transformers (PyTorch) vs {fmt} "
+          f"(TensorFlow) = {diff:.3e} (tolerance {tolerance:g}) {'OK' if ok else 'FAILED'}")
+    return diff, ok
+
+
+# -------------------------------------------------------------------------------------------------------------- main
+def _looks_missing(path: str) -> bool:
+    """A local-looking path that does not exist (a hub id `org/name` is left to the loader)."""
+    if os.path.exists(path) or os.path.exists(path + ".index"):
+        return False
+    return path.startswith((".", "/", "~")) or os.path.isabs(path) or path.count("/") > 1
+
+
+def preflight(args) -> None:
+    """Checks that need no TensorFlow, so that a wrong path fails in a fraction of a second."""
+    from xtremedistil_tf.errors import UserError
+    if _looks_missing(args.input):
+        raise UserError(f"--input {args.input}: no such file or folder")
+    if args.tolerance < 0:
+        raise UserError(f"--tolerance must be >= 0, got {args.tolerance}")
+    out_abs, in_abs = os.path.abspath(args.output), os.path.abspath(args.input)
+    if out_abs == in_abs or in_abs.startswith(out_abs + os.sep):
+        raise UserError(f"--output {args.output} would replace the input")
+    if args.verify:
+        import importlib.util
+        absent = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+        if absent:
+            raise UserError(f"--verify needs {' and '.join(absent)} (pip install torch==2.13.0 'transformers>=5,<6')")
+
+
+def run(args) -> int:
+    preflight(args)
+    from xtremedistil_tf.convert.export import export_hf, export_saved_model, load_any, save_keras
+    loaded = load_any(args.input, allow_pickle=args.allow_pickle)
+    model = loaded.model
+    if loaded.unused:
+        print(f"note: {len(loaded.unused)} head weights in {loaded.source} are not used "
+              f"({', '.join(sorted(loaded.unused)[:5])}{' ...' if len(loaded.unused) > 5 else ''})", file=sys.stderr)
+    if args.format == "hf":
+        export_hf(model, args.output, tokenizer=loaded.tokenizer, label_names=loaded.label_names,
+                  overwrite=args.overwrite)
+    elif args.format == "saved_model":
+        export_saved_model(model, args.output, tokenizer=loaded.tokenizer, overwrite=args.overwrite)
+    else:
+        save_keras(model, args.output, tokenizer=loaded.tokenizer, overwrite=args.overwrite,
+                   extra={"label_names": loaded.label_names} if loaded.label_names else None)
+    enc = loaded.encoder
+    print(f"wrote {args.format} to {args.output}: {type(model).__name__} ({enc.architecture}, {enc.num_layers} "
+          f"layers, hidden {enc.hidden_size}) from {loaded.format} {loaded.source}")
+    if args.verify:
+        _, ok = verify(loaded, args.format, args.output, args.tolerance)
+        return EXIT_OK if ok else EXIT_MISMATCH
+    return EXIT_OK
+
+
+def _quiet_import_tensorflow() -> None:
+    """Imports TensorFlow with the C++ start-up notices (oneDNN, CUDA probing) kept off stderr.
+
+    They are printed before absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL does not hide them. Only the
+    file descriptor is redirected, and only during the import; an ImportError still surfaces afterwards.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        try:
+            import tensorflow  # noqa: F401
+        except Exception:  # noqa: BLE001 - reported by the real import later, with stderr back
+            pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        preflight(args)
+        if not args.verbose:
+            _quiet_import_tensorflow()
+        try:
+            from absl import logging
+            logging.set_verbosity(logging.INFO if args.verbose else logging.ERROR)
+        except ImportError:
+            pass
+        return run(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - one line for the user; the traceback with --verbose
+        if args.verbose:
+            import traceback
+            traceback.print_exc()
+        message = " | ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+        from xtremedistil_tf.errors import UserError
+        prefix = "error" if isinstance(e, UserError) else f"error ({type(e).__name__})"
+        print(f"{prefix}: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
