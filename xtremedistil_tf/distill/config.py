@@ -13,7 +13,8 @@ from xtremedistil_tf.errors import ConfigError
 
 MODES = ("default", "faithful")
 # Keys that do not change what is computed: a rerun may change them.
-RUNTIME_KEYS = ("strategy", "tpu", "verbose", "log_every", "export_saved_model", "export_hf")
+RUNTIME_KEYS = ("strategy", "tpu", "verbose", "log_every", "export_saved_model", "export_hf", "fixed_shapes",
+                "jit_compile")
 
 
 @dataclasses.dataclass
@@ -48,6 +49,7 @@ class DistilConfig:
     mode: str = "default"
     seed: int = 42
     glue_task: str = ""  # read `task` as a GLUE folder (or TFDS `glue/<name>` when `task` is not a folder)
+    student_dropout: float = 0.1
     intermediate_size: int = 0  # 0: 3072 in faithful mode (the original's BertConfig default), 4 x hidden otherwise
     teacher_learning_rate: float = 3e-5
     student_learning_rate: float = 0.0  # 0: 3e-5 in faithful mode; default mode 1e-3 from scratch, 5e-5 pretrained
@@ -57,6 +59,7 @@ class DistilConfig:
     teacher_is_finetuned: bool = False
     deterministic: bool = False
     jit_compile: bool = False
+    fixed_shapes: bool = False  # pad every batch to seq_len (TPU); else batches are cut to their longest example
     strategy: str = "auto"
     tpu: str = ""
     verbose: bool = False
@@ -139,6 +142,12 @@ class DistilConfig:
             problems.append(f"--unfreeze_order={self.unfreeze_order!r}: expected 'dense,student' or 'student,dense'")
         if self.do_NER and self.do_pairwise:
             problems.append("--do_NER and --do_pairwise cannot be combined")
+        if self.glue_task:
+            from xtremedistil_tf.data.readers import glue_task_name
+            try:
+                glue_task_name(self.glue_task)
+            except ConfigError as e:
+                problems.append(f"--glue_task: {e}")
         if problems:
             raise ConfigError("invalid flags:\n  " + "\n  ".join(problems))
 

@@ -38,6 +38,7 @@ _HELP = {
     "mode": "default (improved) or faithful (the original release's behaviour, quirks included)",
     "seed": "random seed",
     "glue_task": "read --task as a GLUE folder of this task (sst2, mnli, stsb, ...)",
+    "student_dropout": "dropout rate of the student (the original: 0.1)",
     "intermediate_size": "student FFN size; 0: 3072 in faithful mode, 4 x hidden_size otherwise",
     "teacher_learning_rate": "Adam learning rate for teacher fine-tuning",
     "student_learning_rate": "Adam learning rate for the student; 0: 3e-5 faithful, 1e-3 from scratch, 5e-5 "
@@ -48,6 +49,8 @@ _HELP = {
     "teacher_is_finetuned": "the teacher checkpoint already has this task's head: skip teacher fine-tuning",
     "deterministic": "TF op determinism: reruns and resumed runs give identical weights",
     "jit_compile": "compile forward, loss and gradients with XLA",
+    "fixed_shapes": "pad every batch to seq_len (always on TPU); otherwise each batch is cut to its longest "
+                    "example, which gives the same numbers faster",
     "strategy": "auto, default, mirrored, multi_worker (TF_CONFIG) or tpu",
     "tpu": "TPU name or address for --strategy=tpu",
     "verbose": "show tracebacks on errors",

@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 import time
+import types
 
 import keras
 import numpy as np
@@ -19,7 +20,7 @@ from absl import logging
 from xtremedistil_tf import io
 from xtremedistil_tf.data.pipeline import TransferCache
 from xtremedistil_tf.data.readers import Example
-from xtremedistil_tf.data.tokenize import Featurizer, faithful_ner_labels, load_tokenizer
+from xtremedistil_tf.data.tokenize import Featurizer, check_vocabulary, faithful_ner_labels, load_tokenizer
 from xtremedistil_tf.distill import losses
 from xtremedistil_tf.distill.config import DistilConfig, diff_configs
 from xtremedistil_tf.distill.plan import Stage, build_plan
@@ -81,6 +82,7 @@ class Distillation:
             tf.config.experimental.enable_op_determinism()
         set_precision(c.opt_policy)
         self.strategy = make_strategy(c.strategy, c.tpu or None)
+        self.trim = not (c.fixed_shapes or isinstance(self.strategy, tf.distribute.TPUStrategy))
         self.replicas = self.strategy.num_replicas_in_sync
         self.chief = is_chief(self.strategy)
         self.model_dir = c.model_dir if self.chief else tempfile.mkdtemp(prefix="xtremedistil-worker-")
@@ -90,6 +92,7 @@ class Distillation:
         if removed:
             logging.info("removed %d leftovers of interrupted writes in %s", removed, self.model_dir)
         self._check_previous_config()
+        self._preflight_teacher()
         logging.info("configuration:\n%s", "\n".join(f"  {k} = {v}" for k, v in sorted(c.to_json().items())))
         self.state = io.read_json(self._path(STATE_FILE)) if os.path.isfile(self._path(STATE_FILE)) else \
             {"stages": {}, "selected": None, "finished": False, "teacher": None}
@@ -107,6 +110,40 @@ class Distillation:
                 raise ConfigError(f"{self.config.model_dir} holds a run with different flags; use a new --model_dir "
                                   "or the same flags. Differences:\n  " + "\n  ".join(diffs))
 
+    def _preflight_teacher(self):
+        """Checks the teacher's config.json and its shapes against the flags before any data or weights are read,
+        so a wrong flag costs seconds. A hub id or a saved teacher is checked once loaded (prepare_teacher)."""
+        from xtremedistil_tf.convert.hf import encoder_kwargs_from_hf, read_hf_config
+        c = self.config
+        self._teacher_spec = self._student_vocab = None
+        student = c.pt_student_checkpoint
+        if student and os.path.isdir(student):
+            kw = encoder_kwargs_from_hf(read_hf_config(student), source=os.path.join(student, "config.json"))
+            if kw["architecture"] != "bert":
+                raise ConfigError(f"--pt_student_checkpoint={student}: the student must be a BERT model, found "
+                                  f"{kw['architecture']}")
+            self._student_vocab = kw["vocab_size"]
+        folder = c.pt_teacher_checkpoint
+        if has_saved_teacher(self.teacher_dir) or not os.path.isdir(folder):
+            return
+        kw = encoder_kwargs_from_hf(read_hf_config(folder), source=os.path.join(folder, "config.json"))
+        roberta = kw["architecture"] in ("roberta", "xlm-roberta")
+        self._teacher_spec = types.SimpleNamespace(
+            hidden_size=kw["hidden_size"], num_heads=kw["num_heads"], num_layers=kw["num_layers"],
+            vocab_size=kw["vocab_size"],
+            max_seq_len=kw["max_position_embeddings"] - (kw["pad_token_id"] + 1 if roberta else 0))
+        self._validate_teacher(self._teacher_spec)
+
+    def _validate_teacher(self, teacher):
+        """The teacher (its encoder, or its shapes from config.json) against the flags and the tokenizer."""
+        c = self.config
+        c.validate_models(teacher_hidden=teacher.hidden_size, teacher_heads=teacher.num_heads,
+                          teacher_max_len=teacher.max_seq_len, teacher_layers=teacher.num_layers,
+                          student_hidden=c.hidden_size, student_heads=c.num_attention_heads,
+                          student_layers=c.num_hidden_layers, student_max_len=512)
+        if getattr(self, "tokenizer", None) is not None:
+            check_vocabulary(self.tokenizer, teacher.vocab_size, where=c.pt_teacher_checkpoint, model="the teacher")
+
     def _save_state(self):
         if self.chief:
             io.write_json(self._path(STATE_FILE), self.state)
@@ -115,9 +152,15 @@ class Distillation:
     def load_data(self):
         c = self.config
         self.tokenizer = load_tokenizer(c.pt_teacher_checkpoint)
+        if getattr(self, "_teacher_spec", None) is not None:
+            self._validate_teacher(self._teacher_spec)
+        if getattr(self, "_student_vocab", None) is not None:
+            check_vocabulary(self.tokenizer, self._student_vocab, where=c.pt_student_checkpoint,
+                             model="this student checkpoint (fed by the teacher's tokenizer)")
         self.task: TaskSplits = load_task(c.task, do_NER=c.do_NER, do_pairwise=c.do_pairwise,
                                           glue_task=c.glue_task)
         self.kind = self.task.kind
+        self.token_keys = INPUTS + (("labels", "t_logits", "word_index") if self.kind == "ner" else ())
         self.label_names = self.task.label_names
         feat_kwargs = {}
         if self.kind == "ner" and c.faithful:
@@ -161,6 +204,7 @@ class Distillation:
                                                 kind=self.kind, faithful=c.faithful)
                 self.teacher = teacher
                 self.teacher_word_embeddings = teacher.encoder.embeddings.word_embeddings.embeddings.numpy()
+                self._validate_teacher(teacher.encoder)  # before fine-tuning, not an hour into it
                 if c.teacher_is_finetuned:
                     if not teacher.load_hf_head(loaded.heads, source=c.pt_teacher_checkpoint):
                         raise ConfigError(f"--teacher_is_finetuned: {c.pt_teacher_checkpoint} has no task head "
@@ -169,11 +213,9 @@ class Distillation:
                     self._fine_tune_teacher()
                 if self.chief:
                     save_model(self.teacher, self.teacher_dir, TEACHER_WEIGHTS, TEACHER_CONFIG)
-        enc = self.teacher.encoder
-        c.validate_models(teacher_hidden=enc.hidden_size, teacher_heads=enc.num_heads,
-                          teacher_max_len=enc.max_seq_len, teacher_layers=enc.num_layers,
-                          student_hidden=c.hidden_size, student_heads=c.num_attention_heads,
-                          student_layers=c.num_hidden_layers, student_max_len=512)
+                    # Only now: a crash before the teacher is saved resumes its fine-tuning from this checkpoint.
+                    shutil.rmtree(os.path.join(self.teacher_dir, "checkpoint"), ignore_errors=True)
+        self._validate_teacher(self.teacher.encoder)
         if self.state.get("teacher") is None:
             self.state["teacher"] = {split: self.evaluate(self.teacher, split) for split in ("dev", "test")
                                      if split in self.arrays}
@@ -203,8 +245,6 @@ class Distillation:
                                                                            "teacher"),
                   score=lambda _: self._dev_score(teacher), epochs=c.ft_epochs, patience=c.patience,
                   faithful=c.faithful, cross_chunk=False)
-        if self.chief:
-            shutil.rmtree(ckpt.folder, ignore_errors=True)
 
     def teacher_outputs(self, index: int) -> dict[str, np.ndarray]:
         """Teacher logits and (for classification) first-token representation of one transfer chunk, cached."""
@@ -222,7 +262,8 @@ class Distillation:
 
         def compute():
             t0 = time.time()
-            out = loop.predict(self.strategy, fn, {k: chunk[k] for k in INPUTS}, self.gbs(c.teacher_batch_size))
+            out = loop.predict(self.strategy, fn, {k: chunk[k] for k in INPUTS}, self.gbs(c.teacher_batch_size),
+                               trim=self.trim, token_outputs=("logits",) if self.kind == "ner" else ())
             logging.info("teacher outputs for transfer chunk %d (%d examples): %.1f s", index,
                          len(chunk["input_ids"]), time.time() - t0)
             return out
@@ -233,11 +274,18 @@ class Distillation:
     # ------------------------------------------------------------------------------------------------ evaluation
     def evaluate(self, model, split: str) -> dict[str, float]:
         arrays = self.arrays[split]
-        out = loop.predict(self.strategy, lambda b: {"logits": model(b, training=False)["logits"]},
-                           {k: arrays[k] for k in INPUTS}, self.gbs(self.config.teacher_batch_size))
+        out = loop.predict(self.strategy, self._logits_fn(model), {k: arrays[k] for k in INPUTS}, self.gbs(self.config.teacher_batch_size),
+                           trim=self.trim, token_outputs=("logits",) if self.kind == "ner" else ())
         names = self.label_names if self.kind == "ner" else self.task.label_names
         return score_logits(self.kind, out["logits"], arrays["labels"], label_names=names,
                             glue_task=self.task.glue_task)
+
+    def _logits_fn(self, model):
+        """The same function object per model, so its compiled predict step is reused."""
+        fns = self.__dict__.setdefault("_logit_fns", {})
+        if id(model) not in fns:
+            fns[id(model)] = lambda b: {"logits": model(b, training=False)["logits"]}
+        return fns[id(model)]
 
     def _dev_score(self, model):
         m = self.evaluate(model, "dev")
@@ -249,7 +297,8 @@ class Distillation:
         reseed_dropout(model, seed)
         n = len(data["input_ids"])
         ds = loop.dataset_from_arrays(data, gbs, shuffle=True, seed=seed,
-                                      drop_remainder=not self.config.faithful and n >= gbs)
+                                      drop_remainder=not self.config.faithful and n >= gbs, trim=self.trim,
+                                      token_keys=self.token_keys)
         return loop.run_epoch(step, loop.distribute(self.strategy, ds),
                               description=f"{what} chunk {chunk} epoch {epoch + 1}", log_every=self.config.log_every)
 
@@ -312,6 +361,13 @@ class Distillation:
         logging.info("%s (%d variables, %d parameters)", stage.describe(), len(variables),
                      sum(int(np.prod(v.shape)) for v in variables))
 
+        sample = self._loss_sample(stage)
+        val_fn = self._val_fn(loss_fn)
+        pending = self.state.setdefault("loss_before", {})
+        if str(stage.index) not in pending:
+            pending[str(stage.index)] = self.eval_loss(val_fn, sample)
+            self._save_state()
+
         if stage.loss == "labels":
             result = run_phase(stage.name, model=student, checkpoint=ckpt, num_chunks=1,
                                load_chunk=lambda _: self.arrays["train"],
@@ -319,7 +375,7 @@ class Distillation:
                                                                                ep, stage.name),
                                score=lambda _: self._dev_score(student), epochs=c.ft_epochs, patience=c.patience,
                                faithful=c.faithful, cross_chunk=False)
-            return result
+            return result, pending[str(stage.index)], self.eval_loss(val_fn, sample)
 
         # Distillation on the transfer set, chunk by chunk; the faithful mode validates on each chunk's last 10%.
         use_dev = stage.loss == "logits" and not c.faithful
@@ -334,19 +390,31 @@ class Distillation:
         def score(chunk_data):
             if use_dev:
                 return self._dev_score(student)
-            loss = self.eval_loss(loss_fn, chunk_data["val"])
+            loss = self.eval_loss(val_fn, chunk_data["val"])
             return -loss, {"val_loss": loss}
 
-        return run_phase(stage.name, model=student, checkpoint=ckpt, num_chunks=self.num_chunks,
-                         load_chunk=load_chunk,
-                         train_epoch=lambda d, ch, ep: self._train_epoch(step, student, d["train"], gbs, stage.index,
-                                                                         ch, ep, stage.name),
-                         score=score, epochs=c.distil_epochs, patience=c.patience, faithful=c.faithful,
-                         cross_chunk=True, carried=carried)
+        result = run_phase(stage.name, model=student, checkpoint=ckpt, num_chunks=self.num_chunks,
+                           load_chunk=load_chunk,
+                           train_epoch=lambda d, ch, ep: self._train_epoch(step, student, d["train"], gbs,
+                                                                           stage.index, ch, ep, stage.name),
+                           score=score, epochs=c.distil_epochs, patience=c.patience, faithful=c.faithful,
+                           cross_chunk=True, carried=carried)
+        return result, pending[str(stage.index)], self.eval_loss(val_fn, sample)
 
-    def eval_loss(self, loss_fn, arrays) -> float:
-        out = loop.predict(self.strategy, lambda b: {"loss": loss_fn(b, False)}, arrays,
-                           self.gbs(self.config.student_distil_batch_size))
+    def _val_fn(self, loss_fn):
+        def val_fn(batch):
+            return {"loss": loss_fn(batch, False)}
+        return val_fn
+
+    def _loss_sample(self, stage: Stage, size: int = 512) -> dict:
+        """Up to `size` rows of the stage's own training data, to measure its loss before and after it."""
+        data = self.arrays["train"] if stage.loss == "labels" else self.teacher_outputs(0)
+        return {k: v[:size] for k, v in data.items()}
+
+    def eval_loss(self, val_fn, arrays) -> float:
+        # predict() cuts only the inputs' token axis, so NER targets (per token) need the full length.
+        out = loop.predict(self.strategy, val_fn, arrays,
+                           self.gbs(self.config.student_distil_batch_size), trim=self.trim and self.kind != "ner")
         return float(np.mean(out["loss"]))
 
     # ------------------------------------------------------------------------------------------------ the run
@@ -376,6 +444,9 @@ class Distillation:
                                          teacher_hidden_size=self.teacher.encoder.hidden_size,
                                          teacher_word_embeddings=self.teacher_word_embeddings,
                                          pad_token_id=self.tokenizer.pad_token_id or 0)
+        if c.pt_student_checkpoint:  # the teacher's tokenizer feeds the student too
+            check_vocabulary(self.tokenizer, self.student.encoder.vocab_size, where=c.pt_student_checkpoint,
+                             model="this student checkpoint (fed by the teacher's tokenizer)")
         self.plan = build_plan(faithful=c.faithful, num_layers=self.student.encoder.num_layers,
                                has_projection=bool(self.student.projections), unfreeze_order=c.unfreeze_order)
         logging.info("stage plan:\n%s", "\n".join("  " + s.describe() for s in self.plan))
@@ -401,9 +472,10 @@ class Distillation:
                 if snaps.get("phase_best") is not None:
                     carried = (done[str(prev)]["phase_best"], snaps["phase_best"])
             t0 = time.time()
-            result = run_stage_result = self.run_stage(stage, carried)
+            result, loss_before, loss_after = self.run_stage(stage, carried)
             record = {"loss": stage.loss, "trainable": list(stage.trainable), "wall_time": result.wall_time,
-                      "phase_best": result.best_score, "history": run_stage_result.history}
+                      "phase_best": result.best_score, "history": result.history,
+                      "train_loss_before": loss_before, "train_loss_after": loss_after}
             if stage.loss != "representation":
                 for split in ("dev", "test"):
                     if split in self.arrays:

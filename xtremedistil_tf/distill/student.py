@@ -181,11 +181,13 @@ def build_student(config, *, vocab_size: int, num_labels: int, teacher_hidden_si
                           num_layers=config.num_hidden_layers, num_heads=config.num_attention_heads,
                           intermediate_size=config.student_intermediate_size, hidden_act="gelu",
                           max_position_embeddings=512, type_vocab_size=2, pad_token_id=pad_token_id,
+                          dropout=config.student_dropout, attention_dropout=config.student_dropout,
                           use_pooler=True, name="student", dtype=dtype)
         encoder.build()
     num_projections = encoder.num_layers + 1 if config.multi_hidden else 1
     student = Student(encoder, num_labels, config.kind, teacher_hidden_size, num_projections=num_projections,
-                      faithful_head=config.faithful, name="student_model", dtype=dtype)
+                      faithful_head=config.faithful, dropout=config.student_dropout, name="student_model",
+                      dtype=dtype)
     student.build()
     if config.compress and teacher_word_embeddings is not None:
         width = encoder.embedding_size

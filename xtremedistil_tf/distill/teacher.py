@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -11,6 +12,7 @@ from absl import logging
 
 from xtremedistil_tf import io
 from xtremedistil_tf.convert.hf import load_hf_encoder
+from xtremedistil_tf.errors import CheckpointError
 from xtremedistil_tf.models.heads import TaskModel
 
 TEACHER_WEIGHTS = "teacher.weights.h5"
@@ -27,16 +29,31 @@ def save_model(model: keras.Model, folder: str, weights_name: str, config_name: 
 
 
 def load_model(folder: str, weights_name: str, config_name: str, dtype=None) -> keras.Model:
-    spec = io.read_json(os.path.join(folder, config_name))
-    config = dict(spec["config"])
-    cls = {"TaskModel": TaskModel}.get(spec["class_name"])
-    if cls is None:
-        from xtremedistil_tf.distill.student import Student
-        cls = Student
-    model = cls.from_config(config)
-    model.build()
-    model.load_weights(os.path.join(folder, weights_name))
+    """Rebuilds a model saved by `save_model`; a damaged config or weights file raises CheckpointError naming it."""
+    config_path, weights_path = os.path.join(folder, config_name), os.path.join(folder, weights_name)
+    spec = io.read_json(config_path)
+    try:
+        config = dict(spec["config"])
+        cls = {"TaskModel": TaskModel}.get(spec["class_name"])
+        if cls is None:
+            from xtremedistil_tf.distill.student import Student
+            cls = Student
+        model = cls.from_config(config)
+        model.build()
+    except Exception as e:  # noqa: BLE001 - any failure to rebuild is one clear message
+        raise CheckpointError(f"{config_path}: cannot rebuild the model ({type(e).__name__}: "
+                              f"{_first_line(e)}); remove {folder} to start it again") from None
+    try:
+        model.load_weights(weights_path)
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"{weights_path}: cannot load the weights ({type(e).__name__}: {_first_line(e)}); "
+                              f"remove {folder} to start it again") from None
     return model
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else ""
 
 
 def has_saved_teacher(teacher_model_dir: str) -> bool:
@@ -97,8 +114,11 @@ class TeacherOutputCache:
     def get(self, index: int, compute) -> dict[str, np.ndarray]:
         path = self.path(index)
         if os.path.isfile(path):
-            with np.load(path) as data:
-                return {k: data[k] for k in data.files}
+            try:
+                with np.load(path) as data:
+                    return {k: data[k] for k in data.files}
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # damaged by hand: recompute it
+                logging.warning("teacher outputs: %s is unreadable (%s); recomputing it", path, e)
         outputs = compute()
         with io.atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **outputs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import weakref
 from typing import Callable, Iterable
 
 import keras
@@ -61,10 +62,12 @@ class Step:
 
         def replica_step(batch):
             loss, grads = inner(batch)
-            self.optimizer.apply(grads, self.variables)
+            # Variables the loss does not reach (a pooler under the original's head) get no gradient.
+            pairs = [(g, v) for g, v in zip(grads, self.variables) if g is not None]
+            self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
             return loss
 
-        @tf.function
+        @tf.function(reduce_retracing=True)
         def distributed_step(batch):
             losses = self.strategy.run(replica_step, args=(batch,))
             return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
@@ -85,14 +88,35 @@ def distribute(strategy, dataset: tf.data.Dataset):
     return strategy.experimental_distribute_dataset(dataset)
 
 
+INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def trim_batch(batch: dict, seq_len: int, token_keys=INPUT_KEYS, multiple: int = 8) -> dict:
+    """Cuts the token axis of `token_keys` to the batch's longest real sequence, rounded up to `multiple` (at
+    most 8 shapes for seq_len 64). Exact: padding is masked out of attention and of every loss, and positions
+    are absolute."""
+    length = tf.reduce_max(tf.reduce_sum(tf.cast(batch["attention_mask"], "int32"), axis=1))
+    length = tf.minimum(((length + multiple - 1) // multiple) * multiple, seq_len)
+    return {k: v[:, :length] if k in token_keys else v for k, v in batch.items()}
+
+
 def dataset_from_arrays(arrays: dict[str, np.ndarray], global_batch_size: int, *, shuffle: bool, seed: int,
-                        drop_remainder: bool) -> tf.data.Dataset:
-    """A batched dataset of dicts; shuffled with a fixed seed so every epoch order is reproducible."""
+                        drop_remainder: bool, trim: bool = False,
+                        token_keys: tuple[str, ...] = INPUT_KEYS) -> tf.data.Dataset:
+    """A batched dataset of dicts; shuffled with a fixed seed so every epoch order is reproducible.
+
+    With `trim`, each batch keeps only as many token positions as its longest example needs (see `trim_batch`;
+    `token_keys` name the arrays with a token axis); leave it off for fixed shapes (TPU).
+    """
     ds = tf.data.Dataset.from_tensor_slices(arrays)
     if shuffle:
         n = len(next(iter(arrays.values())))
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(global_batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(global_batch_size, drop_remainder=drop_remainder)
+    if trim:
+        seq_len = arrays["input_ids"].shape[1]
+        ds = ds.map(lambda b: trim_batch(b, seq_len, token_keys))
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def run_epoch(step: Step, dataset: Iterable, *, description: str, log_every: int = 50,
@@ -103,7 +127,7 @@ def run_epoch(step: Step, dataset: Iterable, *, description: str, log_every: int
         loss = float(step(batch))
         if not math.isfinite(loss):
             raise NonFiniteLossError(f"{description}: loss is {loss} at step {i + 1}; stopping (the last good "
-                                     "checkpoint is kept). Try a lower learning rate or --precision float32.")
+                                     "checkpoint is kept). Try a lower learning rate, or --opt_policy=float32.")
         total += loss
         count += 1
         if on_batch:
@@ -114,25 +138,54 @@ def run_epoch(step: Step, dataset: Iterable, *, description: str, log_every: int
     return total / max(count, 1)
 
 
-def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_size: int) -> dict[str, np.ndarray]:
-    """Runs `fn(batch) -> dict of tensors` over all rows under the strategy and returns numpy arrays.
+def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_size: int, *,
+            trim: bool = False, token_outputs: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Runs `fn(batch) -> dict of tensors` over all rows under the strategy and returns numpy arrays in row order.
 
     Rows are padded to a whole number of global batches (fixed shapes for TPU/XLA) and the padding cut off.
+    With `trim`, rows are sorted by length first and each batch is cut to its longest row (see `trim_batch`):
+    the same outputs at real positions for a fraction of the work; the outputs named in `token_outputs` (those
+    with a token axis) are padded back to the full length with zeros.
     """
     n = len(next(iter(arrays.values())))
+    seq_len = arrays["input_ids"].shape[1] if "input_ids" in arrays else None
+    order = np.arange(n)
+    if trim and seq_len:
+        order = np.argsort(-arrays["attention_mask"].sum(axis=1), kind="stable")
     padded_n = max(global_batch_size, int(math.ceil(n / global_batch_size)) * global_batch_size)
-    padded = {k: np.concatenate([v, np.repeat(v[-1:], padded_n - n, axis=0)]) if padded_n > n else v
-              for k, v in arrays.items()}
-    ds = distribute(strategy, tf.data.Dataset.from_tensor_slices(padded).batch(global_batch_size,
-                                                                                drop_remainder=True))
+    index = np.concatenate([order, np.repeat(order[-1:], padded_n - n)])
+    padded = {k: v[index] for k, v in arrays.items()}
+    ds = tf.data.Dataset.from_tensor_slices(padded).batch(global_batch_size, drop_remainder=True)
+    if trim and seq_len:
+        ds = ds.map(lambda b: trim_batch(b, seq_len, tuple(k for k in INPUT_KEYS if k in padded)))
+    ds = distribute(strategy, ds)
 
-    @tf.function
-    def run(batch):
-        out = strategy.run(fn, args=(batch,))
-        return {k: strategy.gather(v, axis=0) for k, v in out.items()}
-
+    run = _compiled_predict(strategy, fn)
     chunks: dict[str, list] = {}
     for batch in ds:
         for k, v in run(batch).items():
-            chunks.setdefault(k, []).append(v.numpy())
-    return {k: np.concatenate(v)[:n] for k, v in chunks.items()}
+            v = v.numpy()
+            if k in token_outputs and v.shape[1] < seq_len:
+                pad = [(0, 0)] * v.ndim
+                pad[1] = (0, seq_len - v.shape[1])
+                v = np.pad(v, pad)
+            chunks.setdefault(k, []).append(v)
+    out = {k: np.concatenate(v)[:n] for k, v in chunks.items()}
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.arange(n)
+    return {k: v[inverse] for k, v in out.items()}
+
+
+_PREDICT_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _compiled_predict(strategy, fn):
+    """One tf.function per (fn, strategy), so repeated evaluations reuse the trace instead of retracing."""
+    per_fn = _PREDICT_CACHE.setdefault(fn, {})
+    if id(strategy) not in per_fn:
+        @tf.function(reduce_retracing=True)
+        def run(batch):
+            out = strategy.run(fn, args=(batch,))
+            return {k: strategy.gather(v, axis=0) for k, v in out.items()}
+        per_fn[id(strategy)] = run
+    return per_fn[id(strategy)]

@@ -1,0 +1,120 @@
+"""End-to-end distillation on a tiny teacher and task: stages, outputs, resume, export, XLA."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from distill_helpers import config, make_task
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from xtremedistil_tf.distill.runner import Distillation, run_distillation  # noqa: E402
+from xtremedistil_tf.errors import ConfigError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, minilm_dir):
+    root = tmp_path_factory.mktemp("distill")
+    teacher = minilm_dir  # a real teacher: a random one gives near-constant targets and nothing to learn
+    task = make_task(root / "task", n_train=160, n_dev=40, n_test=40, n_transfer=320)
+    return root, teacher, task
+
+
+def _weights(model_dir):
+    import h5py
+    out = {}
+    with h5py.File(os.path.join(model_dir, "xtremedistil.weights.h5"), "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, np.array(obj)) if hasattr(obj, "shape") else None)
+    return out
+
+
+def _hf_logits(folder, arrays):
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        return model(**{k: torch.tensor(arrays[k], dtype=torch.long) for k in
+                        ("input_ids", "attention_mask", "token_type_ids")}).logits.numpy()
+
+
+@pytest.mark.parametrize("mode", ["default", "faithful"])
+def test_run_end_to_end(setup, mode):
+    root, teacher, task = setup
+    model_dir = root / f"run-{mode}"
+    cfg = config(task, teacher, model_dir, mode=mode, export_hf=True, export_saved_model=True,
+                 teacher_model_dir=str(root / "teacher-ft"), compress_word_embedding=True, hidden_size=32)
+    run = Distillation(cfg)
+    metrics = run.run()
+    stages = metrics["stages"]
+    expected = 7 if mode == "faithful" else 1 + 2 * 4
+    assert sorted(int(k) for k in stages) == list(range(1, expected + 1))
+    for k, info in stages.items():
+        # each stage's own loss on (a sample of) its training data, without dropout, before and after it
+        before, after = info["train_loss_before"], info["train_loss_after"]
+        assert after < before or after < 1e-6, (k, before, after)  # (or already fitted exactly)
+    for name in ("xtremedistil-config.json", "xtremedistil.weights.h5", "word_embedding.npy", "metrics.json",
+                 "student-config.json", "hf/config.json", "hf/model.safetensors", "saved_model/saved_model.pb",
+                 "plots/stage_losses.png", "plots/stage_scores.png"):
+        assert (model_dir / name).exists(), name
+    saved = json.loads((model_dir / "xtremedistil-config.json").read_text())
+    for key in ("task", "seq_len", "hidden_size", "student_distil_batch_size", "distil_chunk_size",
+                "teacher_hidden_size", "label_list", "mode"):
+        assert key in saved
+    emb = np.load(model_dir / "word_embedding.npy")
+    assert emb.shape == (30522, 32)
+    # the HF export reproduces the Keras logits in PyTorch
+    dev = run.arrays["dev"]
+    keras_logits = run.student(dev, training=False)["logits"].numpy()
+    np.testing.assert_allclose(_hf_logits(model_dir / "hf", dev), keras_logits, atol=1e-4)
+    # selection: dev in the default mode, test (as the original) in the faithful mode
+    assert metrics["selected_stage"]["split"] == ("test" if mode == "faithful" else "dev")
+    # a finished run rerun only reports
+    again = Distillation(cfg).run()
+    assert again["final"] == json.loads((model_dir / "metrics.json").read_text())["final"]
+
+
+def test_rerun_with_other_flags_is_refused(setup):
+    root, teacher, task = setup
+    model_dir = root / "run-default"
+    if not (model_dir / "xtremedistil-config.json").exists():
+        pytest.skip("needs test_run_end_to_end[default]")
+    with pytest.raises(ConfigError, match="hidden_size"):
+        Distillation(config(task, teacher, model_dir, hidden_size=64, export_hf=True, export_saved_model=True,
+                            teacher_model_dir=str(root / "teacher-ft"), compress_word_embedding=True)).run()
+
+
+def test_killed_between_stages_resumes_to_the_same_weights(setup, monkeypatch):
+    root, teacher, task = setup
+    common = dict(deterministic=True, teacher_model_dir=str(root / "teacher-ft"), distil_epochs=2, ft_epochs=2)
+    whole = root / "whole"
+    run_distillation(config(task, teacher, whole, **common))
+
+    broken = root / "broken"
+    original = Distillation.run_stage
+    calls = {"n": 0}
+
+    def crash_after_three(self, stage, carried):
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated crash")
+        calls["n"] += 1
+        return original(self, stage, carried)
+
+    monkeypatch.setattr(Distillation, "run_stage", crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        run_distillation(config(task, teacher, broken, **common))
+    monkeypatch.setattr(Distillation, "run_stage", original)
+    state = json.loads((broken / "run_state.json").read_text())
+    assert sorted(state["stages"]) == ["1", "2", "3"]
+    run_distillation(config(task, teacher, broken, **common))
+    a, b = _weights(whole), _weights(broken)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_xla_compiled_train_step(setup):
+    root, teacher, task = setup
+    metrics = run_distillation(config(task, teacher, root / "xla", jit_compile=True, fixed_shapes=True,
+                                      teacher_model_dir=str(root / "teacher-ft"), distil_epochs=1, ft_epochs=1))
+    assert metrics["final"]["dev"]["accuracy"] >= 0.0
+    assert len(metrics["stages"]) == 9
