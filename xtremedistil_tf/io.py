@@ -73,8 +73,16 @@ def write_json(path: str, obj: Any) -> None:
 
 
 def read_json(path: str) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """Parses a JSON file; a file that is not valid UTF-8 JSON raises CheckpointError (a UserError, and a
+    ValueError) naming it, so a damaged state file is one clear message, not a traceback."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        from xtremedistil_tf.errors import CheckpointError
+        raise CheckpointError(f"{path}: not valid JSON ({e}); was it edited or damaged? Restore it or remove "
+                              "the folder that holds it") from None
 
 
 def save_npy(path: str, array: np.ndarray) -> None:
@@ -83,11 +91,22 @@ def save_npy(path: str, array: np.ndarray) -> None:
 
 
 def clean_stale_temporaries(folder: str) -> int:
-    """Removes `.name.*.tmp*` leftovers of writes interrupted by a crash; returns how many were removed."""
+    """Removes `.name.*.tmp*` leftovers of writes interrupted by a crash; returns how many were removed.
+
+    A crash inside `atomic_dir`'s swap (the old folder moved aside, the new one not yet in place) leaves the old
+    folder as `.name.XXXX.old` and no `name`: that previous version is complete, so it is put back, not removed.
+    """
     removed = 0
     if not os.path.isdir(folder):
         return 0
     for root, dirs, files in os.walk(folder):
+        for name in list(dirs):
+            target = _swapped_out_target(root, name)
+            if target is not None:
+                os.replace(os.path.join(root, name), target)
+                dirs.remove(name)
+                dirs.append(os.path.basename(target))
+                removed += 1
         for name in list(files) + list(dirs):
             if name.startswith(".") and (".tmp" in name or name.endswith(".old")):
                 full = os.path.join(root, name)
@@ -99,6 +118,15 @@ def clean_stale_temporaries(folder: str) -> int:
                         os.remove(full)
                 removed += 1
     return removed
+
+
+def _swapped_out_target(root: str, name: str) -> str | None:
+    """For `.base.XXXXXXXX.old` (atomic_dir's previous version) whose `base` is missing: the path of `base`."""
+    if not (name.startswith(".") and name.endswith(".old")):
+        return None
+    base = name[1:-len(".old")].rpartition(".")[0]
+    target = os.path.join(root, base)
+    return target if base and not os.path.lexists(target) else None
 
 
 def _fsync_file(path: str) -> None:

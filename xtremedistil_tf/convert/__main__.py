@@ -83,11 +83,23 @@ def _load_tokenizer(folder: str):
     import transformers
     if os.path.isfile(os.path.join(folder, "tokenizer_config.json")) or \
             os.path.isfile(os.path.join(folder, "tokenizer.json")):
-        return transformers.AutoTokenizer.from_pretrained(folder)
+        return transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     # A Google folder with only vocab.txt: WordPiece; the folder name says whether it is cased.
     name = os.path.basename(os.path.normpath(folder)).lower()
     lower = not ("cased" in name and "uncased" not in name)
-    return transformers.BertTokenizer.from_pretrained(folder, do_lower_case=lower)
+    return transformers.BertTokenizer.from_pretrained(folder, do_lower_case=lower, trust_remote_code=False)
+
+
+def _check_tokenizer_fits(loaded) -> None:
+    """The tokenizer that travels with the model must not produce ids beyond its embedding table."""
+    from xtremedistil_tf.data.tokenize import check_vocabulary
+    try:
+        tok = _load_tokenizer(loaded.tokenizer)
+    except Exception as e:  # noqa: BLE001 - the files are still copied; say that they were not checked
+        print(f"note: cannot load the tokenizer in {loaded.tokenizer} ({type(e).__name__}); its vocabulary is not "
+              "checked against the model", file=sys.stderr)
+        return
+    check_vocabulary(tok, loaded.encoder.vocab_size, where=loaded.tokenizer)
 
 
 def torch_reference(loaded):
@@ -96,7 +108,8 @@ def torch_reference(loaded):
     import transformers
     from xtremedistil_tf.errors import UserError
     if loaded.format == "hf":
-        return transformers.AutoModel.from_pretrained(loaded.source, attn_implementation="eager").eval()
+        return transformers.AutoModel.from_pretrained(loaded.source, attn_implementation="eager",
+                                                       trust_remote_code=False).eval()
     if loaded.format == "google":
         from xtremedistil_tf.convert.google import google_to_hf_state_dict, read_google_checkpoint
         cfg = dict(loaded.config)
@@ -181,6 +194,8 @@ def run(args) -> int:
     preflight(args)
     from xtremedistil_tf.convert.export import export_hf, export_saved_model, load_any, save_keras
     loaded = load_any(args.input, allow_pickle=args.allow_pickle)
+    if loaded.tokenizer:
+        _check_tokenizer_fits(loaded)
     model = loaded.model
     if loaded.unused:
         print(f"note: {len(loaded.unused)} head weights in {loaded.source} are not used "

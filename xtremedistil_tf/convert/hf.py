@@ -116,9 +116,12 @@ def read_hf_config(folder: str) -> dict:
         raise CheckpointError(f"{folder}: no config.json")
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            cfg = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: expected a JSON object of settings, found a {type(cfg).__name__}")
+    return cfg
 
 
 def read_state_dict(folder: str, *, allow_pickle: bool = False) -> tuple[dict[str, np.ndarray], str]:
@@ -165,8 +168,15 @@ def _read_torch_bin(path: str, *, allow_pickle: bool) -> dict[str, np.ndarray]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except Exception as e:  # noqa: BLE001
-        hint = "" if allow_pickle else " (only plain tensors are read; weights-only loading refused it)"
-        raise CheckpointError(f"{path}: cannot load{hint}: {str(e).splitlines()[0][:300]}") from None
+        lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if ln.strip()]
+        refused = [ln for ln in lines if "WeightsUnpickler error" in ln]
+        if refused and not allow_pickle:
+            raise CheckpointError(
+                f"{path}: refused by weights-only loading: it holds more than plain tensors ({refused[0][:200]}), "
+                "and unpickling it could run arbitrary code. If you trust the file, convert it once with `python -m "
+                f"xtremedistil_tf.convert --input {os.path.dirname(path) or '.'} --output <folder> --format hf "
+                "--allow_pickle` and use that folder") from None
+        raise CheckpointError(f"{path}: cannot load: {lines[0][:300] if lines else type(e).__name__}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state dict of tensors, found {type(state).__name__}")
     return {k: v.to(torch.float32).numpy() if v.is_floating_point() else v.numpy()
@@ -242,8 +252,9 @@ def assign_state_dict(encoder: Encoder, state: dict[str, np.ndarray], *, source:
         if key in state:
             var = names.resolve(encoder, path)
             value = state[key].T if transpose else state[key]
-            if tuple(value.shape) != tuple(var.shape):
-                mismatched.append(f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(var.shape)}")
+            if tuple(value.shape) != tuple(var.shape):  # both in the checkpoint's own layout
+                expected = tuple(var.shape)[::-1] if transpose else tuple(var.shape)
+                mismatched.append(f"{key}: checkpoint {tuple(state[key].shape)} vs model {expected}")
     if missing or unexpected or mismatched:
         lines = [f"{source}: the checkpoint does not fit a {encoder.architecture} encoder of this config"]
         if missing:

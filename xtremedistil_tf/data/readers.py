@@ -36,7 +36,7 @@ from typing import Iterable, Iterator, Sequence
 
 from absl import logging
 
-from xtremedistil_tf.errors import DataError
+from xtremedistil_tf.errors import ConfigError, DataError
 
 KINDS = ("classification", "regression", "ner")
 
@@ -453,7 +453,7 @@ def glue_task_name(task: str) -> str:
     """Normalises a GLUE task name: "SST-2", "sst_2", "sst2" -> "sst2"; "STS-B" -> "stsb"."""
     name = re.sub(r"[-_ ]", "", task.lower())
     if name not in _GLUE:
-        raise ValueError(f"unknown GLUE task {task!r}; expected one of {', '.join(GLUE_TASKS)}")
+        raise ConfigError(f"unknown GLUE task {task!r}; expected one of {', '.join(GLUE_TASKS)}")
     return name
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from absl import logging
 
 from xtremedistil_tf.data.readers import Example, TaskData
-from xtremedistil_tf.errors import ConfigError
+from xtremedistil_tf.errors import CheckpointError, ConfigError
 
 PAD_TO = ("seq_len", "longest")
 NER_SUBWORD_LABELS = ("ignore", "x")
@@ -48,7 +48,8 @@ def load_tokenizer(name_or_path: str, *, local_files_only: bool | None = None):
     if local_files_only is None:
         local_files_only = is_dir
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only,
+                                                  trust_remote_code=False)  # never run code from a folder
     except Exception as e:  # noqa: BLE001 - transformers/huggingface_hub raise many types
         if is_dir:
             raise ConfigError(f"cannot load a tokenizer from the folder {name}: {type(e).__name__}: {e}. "
@@ -58,6 +59,16 @@ def load_tokenizer(name_or_path: str, *, local_files_only: bool | None = None):
     if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
         raise ConfigError(f"the tokenizer {name!r} is not a fast (Rust) tokenizer; only fast tokenizers are supported")
     return tokenizer
+
+
+def check_vocabulary(tokenizer, vocab_size: int, *, where: str, model: str = "the model") -> None:
+    """Raises CheckpointError when the tokenizer can produce ids beyond the model's embedding table (on CPU that
+    is a crash deep in the first batch, on GPU silently wrong embeddings). `where`: the folder to name."""
+    n = int(len(tokenizer))
+    if n > int(vocab_size):
+        raise CheckpointError(f"{where}: the tokenizer has {n} tokens but {model} has an embedding table of "
+                              f"{vocab_size} rows (vocab_size), so token ids {vocab_size}..{n - 1} fall outside it; "
+                              "use the tokenizer the model was trained with")
 
 
 def tokenizer_fingerprint(tokenizer) -> dict:

@@ -16,7 +16,7 @@ class TaskSplits:
     kind: str
     label_names: list[str] | None
     pairwise: bool
-    splits: dict[str, readers.TaskData]  # "train", "dev", "test" (+ MNLI's extra dev/test splits)
+    splits: dict[str, readers.TaskData]  # "train", "dev", "test" (+ MNLI's "dev_mismatched", "test_mismatched")
     glue_task: str = ""
     source: str = ""
 
@@ -65,6 +65,14 @@ def load_task(task: str, *, do_NER: bool = False, do_pairwise: bool = False, glu
                                                data_dir=tfds_data_dir, label_names=names)
         except Exception as e:  # noqa: BLE001 - a dataset without a test split is fine
             logging.info("%s: no test split (%s)", task, e)
+        if task.endswith("mnli"):  # MNLI is also judged on its mismatched dev (and test) set
+            splits["dev_mismatched"] = readers.read_tfds(task, "validation_mismatched", data_dir=tfds_data_dir,
+                                                         label_names=names)
+            try:
+                splits["test_mismatched"] = readers.read_tfds(task, "test_mismatched", data_dir=tfds_data_dir,
+                                                              label_names=names)
+            except Exception as e:  # noqa: BLE001
+                logging.info("%s: no test_mismatched split (%s)", task, e)
         return _finish(splits, task.split("/", 1)[1] if task.startswith("glue/") else "", task)
     raise ConfigError(f"--task={task}: not a folder, and not a TFDS name (glue/<task> or conll2003)")
 

@@ -1,0 +1,140 @@
+"""The original release's companion tools on a distilled model_dir: predict (write predictions for a file),
+evaluate (score the task's dev/test splits) and continued fine-tuning on the labelled data.
+
+Unlike the original's predict script, rows come out in the input file's order (the original shuffled them) and
+NER predictions are one tag per word (the original wrote word pieces and lost [UNK] words).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from xtremedistil_tf import io
+from xtremedistil_tf.data.readers import iter_transfer_file
+from xtremedistil_tf.data.tokenize import Featurizer, load_tokenizer
+from xtremedistil_tf.distill.config import DistilConfig
+from xtremedistil_tf.distill.teacher import load_model, save_model
+from xtremedistil_tf.errors import ConfigError
+from xtremedistil_tf.train import loop
+from xtremedistil_tf.train.evaluate import main_metric, score_logits
+from xtremedistil_tf.train.tasks import load_task
+
+WEIGHTS, CONFIG = "xtremedistil.weights.h5", "student-config.json"
+FT_WEIGHTS = "xtremedistil-ft.weights.h5"
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class DistilledModel:
+    """A finished run's student, its tokenizer and its task settings."""
+
+    def __init__(self, model_dir: str, *, weights: str = WEIGHTS):
+        for name in ("xtremedistil-config.json", CONFIG, weights):
+            if not os.path.isfile(os.path.join(model_dir, name)):
+                raise ConfigError(f"{model_dir}: no {name}; is this a finished run_distillation.py model_dir?")
+        self.model_dir = model_dir
+        saved = io.read_json(os.path.join(model_dir, "xtremedistil-config.json"))
+        fields = {f for f in DistilConfig.__dataclass_fields__}
+        self.config = DistilConfig(**{k: v for k, v in saved.items() if k in fields})
+        spec = io.read_json(os.path.join(model_dir, CONFIG))
+        self.label_names = spec.get("label_names")
+        self.kind = spec.get("kind", self.config.kind)
+        self.student = load_model(model_dir, weights, CONFIG)
+        hf = os.path.join(model_dir, "hf")
+        self.tokenizer = load_tokenizer(hf if os.path.isfile(os.path.join(hf, "tokenizer.json"))
+                                        else self.config.pt_teacher_checkpoint)
+        self.featurizer = Featurizer(self.tokenizer, self.config.seq_len)
+        self.strategy = tf.distribute.get_strategy()
+        self._fn = lambda b: {"logits": self.student(b, training=False)["logits"]}
+
+    def logits(self, arrays: dict, batch_size: int = 128) -> np.ndarray:
+        return loop.predict(self.strategy, self._fn, {k: arrays[k] for k in INPUTS}, batch_size, trim=True,
+                            token_outputs=("logits",) if self.kind == "ner" else ())["logits"]
+
+    def evaluate(self) -> dict:
+        c = self.config
+        task = load_task(c.task, do_NER=c.do_NER, do_pairwise=c.do_pairwise, glue_task=c.glue_task)
+        out = {}
+        for split in ("dev", "test"):
+            if task.labelled(split):
+                arrays = self.featurizer.encode(task.splits[split], name=split)
+                out[split] = score_logits(self.kind, self.logits(arrays), arrays["labels"],
+                                          label_names=self.label_names, glue_task=task.glue_task)
+                logging.info("%s: %s", split, out[split])
+        return out
+
+    def predict_file(self, pred_file: str, output: str, batch_size: int = 128) -> int:
+        """Writes one line per input line: the text, then the predicted label (with its probability) or, for NER,
+        the words and one tag per word."""
+        c = self.config
+        examples = list(iter_transfer_file(pred_file, kind=self.kind, pairwise=c.do_pairwise))
+        arrays = self.featurizer.encode(examples, name=pred_file)
+        logits = self.logits(arrays, batch_size)
+        lines = []
+        if self.kind == "ner":
+            pred = logits.argmax(-1)
+            for ex, p_row, w_row in zip(examples, pred, arrays["word_index"]):
+                tags = ["O"] * len(ex.text_a)
+                for p, w in zip(p_row, w_row):
+                    if w >= 0:
+                        tags[w] = self.label_names[p] if p < len(self.label_names) else "O"
+                lines.append(" ".join(ex.text_a) + "\t" + " ".join(tags) + "\n")
+        elif self.kind == "regression":
+            lines = [f"{_text(ex)}\t{float(v[0]):.6f}\n" for ex, v in zip(examples, logits)]
+        else:
+            probs = tf.nn.softmax(logits, axis=-1).numpy()
+            for ex, p in zip(examples, probs):
+                k = int(p.argmax())
+                name = self.label_names[k] if self.label_names else str(k)
+                lines.append(f"{_text(ex)}\t{name}\t{p[k]:.6f}\n")
+        io.write_text(output, "".join(lines))
+        logging.info("wrote %d predictions to %s", len(lines), output)
+        return len(lines)
+
+    def fine_tune(self, *, epochs: int, patience: int, batch_size: int, learning_rate: float, seed: int = 42):
+        """Continued fine-tuning on the task's train split, early-stopped on dev; writes xtremedistil-ft.*."""
+        from xtremedistil_tf.distill import losses
+        from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
+        from xtremedistil_tf.train.phase import run_phase
+        c = self.config
+        task = load_task(c.task, do_NER=c.do_NER, do_pairwise=c.do_pairwise, glue_task=c.glue_task)
+        train = self.featurizer.encode(task.splits["train"], name="train")
+        dev = self.featurizer.encode(task.splits["dev"], name="dev")
+        student = self.student
+        variables = [v for v in student.trainable_variables
+                     if not (c.freeze_word_embedding and v is student.encoder.embeddings.word_embeddings.embeddings)]
+        optimizer = loop.make_optimizer(learning_rate, epsilon=1e-8)
+        loop.build_optimizer(optimizer, variables, self.strategy)
+        mask = self.kind == "ner"
+
+        def loss_fn(batch, training):
+            out = student({k: batch[k] for k in INPUTS}, training=training)
+            return losses.label_loss(self.kind, out["logits"], batch["labels"],
+                                     batch["attention_mask"] if mask else None)
+
+        step = loop.Step(self.strategy, loss_fn, variables, optimizer, batch_size)
+        metric = main_metric(self.kind, task.glue_task)
+
+        def score(_):
+            m = score_logits(self.kind, self.logits(dev), dev["labels"], label_names=self.label_names,
+                             glue_task=task.glue_task)
+            return m[metric], m
+
+        def train_epoch(data, chunk, epoch):
+            ds = loop.dataset_from_arrays(data, batch_size, shuffle=True, seed=seed + epoch, drop_remainder=False,
+                                          trim=True, token_keys=INPUTS + (("labels",) if mask else ()))
+            return loop.run_epoch(step, ds, description=f"fine-tuning epoch {epoch + 1}", log_every=0)
+
+        ckpt = PhaseCheckpoint(os.path.join(self.model_dir, "checkpoints", "ft"), student, optimizer)
+        result = run_phase("fine-tuning", model=student, checkpoint=ckpt, num_chunks=1, load_chunk=lambda _: train,
+                           train_epoch=train_epoch, score=score, epochs=epochs, patience=patience,
+                           faithful=False, cross_chunk=False)
+        save_model(student, self.model_dir, FT_WEIGHTS, "student-ft-config.json",
+                   extra={"label_names": self.label_names, "kind": self.kind})
+        return result
+
+
+def _text(ex) -> str:
+    return ex.text_a if ex.text_b is None else f"{ex.text_a}\t{ex.text_b}"

@@ -1,0 +1,700 @@
+"""run_glue.py: fine-tune any encoder on a GLUE task or on NER, and evaluate it with the benchmarks' own metrics.
+
+The model is a Hugging Face folder or hub id, a folder written by this project (`save_keras`, a distilled
+`model_dir` of run_distillation.py, or its `teacher/` folder). The training is the distiller's own: the loop of
+`train/loop.py` and the early-stopping phase of `train/phase.py` (checkpointed every epoch, so rerunning the same
+command after a crash resumes), as in the distiller's teacher fine-tuning. The best epoch on dev is kept.
+
+Outputs in `output_dir`: `metrics.json` (configuration, data counts, per-epoch loss and dev metrics, the final
+dev metrics, MNLI matched and mismatched, test metrics when the test split has labels), `run.log`, the model as a
+Hugging Face folder (`hf/`), a SavedModel (`saved_model/`) and Keras weights + config (`keras/`), GLUE-submission
+predictions for the test split (`submission/<Task>.tsv`) and, for NER, `test_predictions.txt` (`word gold pred`
+lines, conlleval's input; `word pred` when the test split has no labels).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging as py_logging
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+from absl import logging
+
+from xtremedistil_tf import io
+from xtremedistil_tf.errors import ConfigError, UserError
+
+TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli", "ner")
+# File names the GLUE server expects in a submission zip.
+SUBMISSION_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP",
+                    "mnli": "MNLI-m", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
+LR_SCHEDULES = ("linear", "constant")
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "run_config.json"
+LOG_FILE = "run.log"
+CHECKPOINT_DIR = "checkpoint"
+# Distilled model folders written by run_distillation.py.
+STUDENT_CONFIG, STUDENT_WEIGHTS = "student-config.json", "xtremedistil.weights.h5"
+# Flags that do not change what is computed: a resumed or repeated run may change them.
+RUNTIME_KEYS = ("strategy", "tpu", "verbose", "log_every", "export_hf", "export_saved_model", "export_keras")
+
+
+@dataclasses.dataclass
+class GlueConfig:
+    task: str = ""
+    model: str = ""
+    output_dir: str = ""
+    data_dir: str = ""
+    tokenizer: str = ""
+    tfds_data_dir: str = ""
+    seq_len: int = 128
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    learning_rate: float = 5e-5
+    lr_schedule: str = "linear"
+    warmup_proportion: float = 0.1
+    weight_decay: float = 0.0
+    epochs: int = 3
+    patience: int = 2
+    seed: int = 42
+    max_train_examples: int = 0
+    group_by_length: bool = True
+    opt_policy: str = "float32"
+    strategy: str = "auto"
+    tpu: str = ""
+    jit_compile: bool = False
+    deterministic: bool = False
+    log_every: int = 50
+    export_hf: bool = True
+    export_saved_model: bool = True
+    export_keras: bool = True
+    verbose: bool = False
+
+    @property
+    def kind_hint(self) -> str:
+        return "ner" if self.task == "ner" else ("regression" if self.task == "stsb" else "classification")
+
+    def validate(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"--task={self.task!r}: expected one of {', '.join(TASKS)}")
+        if not self.model:
+            raise ConfigError("--model is required (a Hugging Face folder or hub id, or a distilled model_dir)")
+        if not self.output_dir:
+            raise ConfigError("--output_dir is required")
+        if self.data_dir and not os.path.isdir(self.data_dir):
+            raise ConfigError(f"--data_dir={self.data_dir}: no such folder")
+        if self.tokenizer and not os.path.exists(self.tokenizer) and self.tokenizer.startswith((".", "/")):
+            raise ConfigError(f"--tokenizer={self.tokenizer}: no such folder")
+        checks = [(self.seq_len >= 4, "--seq_len must be at least 4"),
+                  (self.batch_size > 0, "--batch_size must be positive"),
+                  (self.eval_batch_size > 0, "--eval_batch_size must be positive"),
+                  (self.learning_rate > 0, "--learning_rate must be positive"),
+                  (self.lr_schedule in LR_SCHEDULES, f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}"),
+                  (0 <= self.warmup_proportion < 1, "--warmup_proportion must be in [0, 1)"),
+                  (self.weight_decay >= 0, "--weight_decay must be >= 0"),
+                  (self.epochs >= 0, "--epochs must be >= 0 (0: evaluate only)"),
+                  (self.patience > 0, "--patience must be positive"),
+                  (self.max_train_examples >= 0, "--max_train_examples must be >= 0 (0: all)"),
+                  (self.log_every >= 0, "--log_every must be >= 0")]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> dict:
+        return {k: v for k, v in self.to_json().items() if k not in RUNTIME_KEYS}
+
+
+# ------------------------------------------------------------------------------------------------------------ flags
+_HELP = {
+    "task": f"one of {', '.join(TASKS)}",
+    "model": "the model to fine-tune: a Hugging Face folder or hub id, a folder written by save_keras, a distilled "
+             "model_dir of run_distillation.py (student-config.json + xtremedistil.weights.h5) or its teacher/ "
+             "folder",
+    "output_dir": "where metrics.json, the fine-tuned model, the predictions and the checkpoint go",
+    "data_dir": "the GLUE task folder (or the glue/ folder above it), or for --task=ner a CoNLL folder "
+                "(train.txt, dev.txt, test.txt); empty: TFDS glue/<task> (conll2003 for ner)",
+    "tokenizer": "tokenizer folder or hub id (default: the model's own tokenizer files)",
+    "tfds_data_dir": "TFDS data_dir (default: TFDS' own)",
+    "seq_len": "maximum sequence length in tokens (each split is padded to its longest example, at most this)",
+    "batch_size": "per-replica training batch size",
+    "eval_batch_size": "per-replica batch size for evaluation and prediction",
+    "learning_rate": "peak Adam learning rate",
+    "lr_schedule": "linear (warm-up then linear decay to 0, as BERT) or constant",
+    "warmup_proportion": "fraction of the training steps spent warming up (linear schedule)",
+    "weight_decay": "AdamW weight decay (biases and layer norms excluded); 0: Adam",
+    "epochs": "maximum training epochs (0: evaluate the model as it is)",
+    "patience": "stop after this many epochs without a better dev score; the best epoch is kept",
+    "seed": "random seed (initialisation, shuffling, dropout, --max_train_examples' sample)",
+    "max_train_examples": "train on a random sample of this many training examples (0: all)",
+    "group_by_length": "batch examples of similar length and cut each batch to the next of 16, 32, 64, ... tokens "
+                       "that holds it (a few fixed shapes; several times faster on short texts); off: every "
+                       "batch has the split's padded length",
+    "opt_policy": "precision policy: float32, mixed_float16 or mixed_bfloat16",
+    "strategy": "auto, default, mirrored, multi_worker (TF_CONFIG) or tpu",
+    "tpu": "TPU name or address for --strategy=tpu",
+    "jit_compile": "compile forward, loss and gradients with XLA",
+    "deterministic": "TF op determinism",
+    "log_every": "log the running loss every N steps (0: never)",
+    "export_hf": "write the fine-tuned model as a Hugging Face folder (output_dir/hf)",
+    "export_saved_model": "write a TF SavedModel (output_dir/saved_model)",
+    "export_keras": "write Keras weights + config (output_dir/keras)",
+    "verbose": "show tracebacks on errors",
+}
+
+
+def define_flags() -> None:
+    from absl import flags
+    for field in dataclasses.fields(GlueConfig):
+        default, name, help_text = field.default, field.name, _HELP.get(field.name, field.name)
+        if isinstance(default, bool):
+            flags.DEFINE_bool(name, default, help_text)
+        elif isinstance(default, int):
+            flags.DEFINE_integer(name, default, help_text)
+        elif isinstance(default, float):
+            flags.DEFINE_float(name, default, help_text)
+        else:
+            flags.DEFINE_string(name, default, help_text)
+
+
+def config_from_flags() -> GlueConfig:
+    from absl import flags
+    return GlueConfig(**{f.name: getattr(flags.FLAGS, f.name) for f in dataclasses.fields(GlueConfig)})
+
+
+# ------------------------------------------------------------------------------------------------------------ model
+@dataclasses.dataclass
+class LoadedTaskModel:
+    model: object  # TaskModel
+    tokenizer_source: str
+    format: str
+    head: str  # "new" or where the reused head came from
+
+
+def _tokenizer_files(folder: str) -> bool:
+    from xtremedistil_tf.convert.export import find_tokenizer_files
+    return bool(find_tokenizer_files(folder))
+
+
+def _compatible_names(theirs, ours) -> bool:
+    """A checkpoint's head fits our labels if it names them the same way, or does not name them at all."""
+    if not theirs or ours is None:
+        return True
+    theirs = [str(x) for x in theirs]
+    return theirs == [str(x) for x in ours] or all(x.upper().startswith("LABEL_") for x in theirs)
+
+
+def load_task_model(source: str, *, kind: str, num_labels: int, label_names, tokenizer: str = "") -> LoadedTaskModel:
+    """A TaskModel for the task on the encoder of `source`; the source's own head is kept when it is a head for
+    the same kind of task with the same labels (a distilled student judged on its task, a fine-tuned checkpoint),
+    otherwise a new head is initialised. Call under the strategy's scope."""
+    from xtremedistil_tf.models.heads import TaskModel
+    found = None  # (model, format, label_names, tokenizer folder)
+    if os.path.isdir(source) and all(os.path.isfile(os.path.join(source, f))
+                                     for f in (STUDENT_CONFIG, STUDENT_WEIGHTS)):
+        from xtremedistil_tf.distill.teacher import load_model
+        student = load_model(source, STUDENT_WEIGHTS, STUDENT_CONFIG)
+        spec = io.read_json(os.path.join(source, STUDENT_CONFIG))
+        model = student
+        if not isinstance(student, TaskModel) and student.kind == kind and student.num_labels == num_labels \
+                and _compatible_names(spec.get("label_names"), label_names):
+            try:  # the student's head (faithful or not) folded into a TaskModel head
+                model = student.to_task_model()
+            except ValueError as e:
+                logging.warning("%s: the student's head cannot be kept (%s); a new head is trained", source, e)
+                model = student.encoder
+        elif not isinstance(student, TaskModel):
+            model = student.encoder
+        tok = next((d for d in (os.path.join(source, "hf"), source) if _tokenizer_files(d)), "")
+        found = (model, "distilled", spec.get("label_names"), tok)
+    else:
+        from xtremedistil_tf.distill.teacher import TEACHER_CONFIG, TEACHER_WEIGHTS, has_saved_teacher, load_model
+        if os.path.isdir(source) and has_saved_teacher(source):
+            model = load_model(source, TEACHER_WEIGHTS, TEACHER_CONFIG)
+            found = (model, "teacher", None, source if _tokenizer_files(source) else "")
+        else:
+            from xtremedistil_tf.convert.export import load_any
+            loaded = load_any(source)
+            found = (loaded.model, loaded.format, loaded.label_names, loaded.tokenizer or "")
+    model, fmt, their_names, tok = found
+    tok = tokenizer or tok or ("" if os.path.exists(source) else source)
+    if not tok:
+        raise ConfigError(f"--model={source}: no tokenizer files there (tokenizer.json / vocab.txt); pass "
+                          "--tokenizer=<folder or hub id>")
+    if isinstance(model, TaskModel):
+        if model.kind == kind and model.num_labels == num_labels and _compatible_names(their_names, label_names):
+            logging.info("keeping the %s head of %s (%s, %d output(s))", model.head_style, source, kind, num_labels)
+            return LoadedTaskModel(model, tok, fmt, head=source)
+        logging.info("%s has a %s head with %d output(s); a new %s head with %d output(s) replaces it", source,
+                     model.kind, model.num_labels, kind, num_labels)
+        encoder = model.encoder
+    else:
+        encoder = model
+    task_model = TaskModel(encoder, num_labels, kind=kind, name="task_model")
+    task_model.build()
+    return LoadedTaskModel(task_model, tok, fmt, head="new")
+
+
+# ------------------------------------------------------------------------------------------------------- schedule
+def warmup_linear_schedule(peak: float, warmup_steps: int, total_steps: int):
+    """BERT's schedule: linear warm-up to `peak` over `warmup_steps`, then linear decay to 0 at `total_steps`."""
+    import keras
+
+    class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            from keras import ops
+            step = ops.cast(step, "float32")
+            warm = peak * (step + 1.0) / float(max(warmup_steps, 1))
+            decay = peak * ops.maximum(0.0, float(total_steps) - step) / float(max(total_steps - warmup_steps, 1))
+            return ops.where(step < float(warmup_steps), warm, decay)
+
+        def get_config(self):
+            return {"peak": peak, "warmup_steps": warmup_steps, "total_steps": total_steps}
+
+    return WarmupLinearDecay()
+
+
+# ------------------------------------------------------------------------------------------------- length groups
+WIDTHS = (16, 32, 64, 128, 256, 512)
+
+
+def batch_width(longest: int, padded: int) -> int:
+    """The shape a batch is cut to: the first of WIDTHS that holds its longest example, at most the split's
+    padded length. Few distinct shapes keep the traced (or XLA-compiled) step functions few."""
+    return min(next((w for w in WIDTHS if w >= longest), padded), padded)
+
+
+def length_grouped_batches(arrays: dict[str, np.ndarray], global_batch_size: int, *, seed: int,
+                           drop_remainder: bool, group: int = 50):
+    """One epoch of batches (dicts of arrays cut to `batch_width`): a seeded shuffle, then within every `group`
+    batches' worth of examples a sort by length, then the batches in a seeded random order (as Hugging Face's
+    group_by_length)."""
+    lengths = arrays["attention_mask"].sum(axis=1)
+    padded = arrays["input_ids"].shape[1]
+    n = len(lengths)
+    rng = np.random.RandomState(seed % (2**32))
+    order = rng.permutation(n)
+    if drop_remainder:
+        order = order[:n - n % global_batch_size]
+    batches = []
+    for start in range(0, len(order), global_batch_size * group):
+        chunk = order[start:start + global_batch_size * group]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches.extend(chunk[i:i + global_batch_size] for i in range(0, len(chunk), global_batch_size))
+    rng.shuffle(batches)
+    for idx in batches:
+        width = batch_width(int(lengths[idx].max()), padded)
+        yield {k: v[idx, :width] if v.ndim == 2 else v[idx] for k, v in arrays.items()}
+
+
+def grouped_dataset(arrays: dict[str, np.ndarray], global_batch_size: int, *, seed: int, drop_remainder: bool):
+    import tensorflow as tf
+    signature = {k: tf.TensorSpec([None] * v.ndim, tf.as_dtype(v.dtype)) for k, v in arrays.items()}
+    return tf.data.Dataset.from_generator(
+        lambda: length_grouped_batches(arrays, global_batch_size, seed=seed, drop_remainder=drop_remainder),
+        output_signature=signature).prefetch(2)
+
+
+# ------------------------------------------------------------------------------------------------------------ NER
+def ner_word_tags(logits: np.ndarray, word_index: np.ndarray, examples, label_names) -> tuple[list[list[str]], int]:
+    """Per-word predicted tags (the prediction at each word's first sub-token); words cut off by truncation, or
+    with no sub-token, are tagged O. Returns (tags per sentence, number of such words)."""
+    pred = logits.argmax(-1)
+    out, missing = [], 0
+    for row, widx, ex in zip(pred, word_index, examples):
+        tags = [None] * len(ex.text_a)
+        for p, w in zip(row, widx):
+            if w >= 0 and w < len(tags) and tags[w] is None:
+                tags[w] = label_names[int(p)]
+        missing += sum(t is None for t in tags)
+        out.append([t if t is not None else "O" for t in tags])
+    return out, missing
+
+
+def write_conll_predictions(path: str, examples, pred_tags, label_names) -> None:
+    """conlleval's input: `word gold pred` a line (`word pred` without gold), a blank line after every sentence."""
+    lines = []
+    for ex, tags in zip(examples, pred_tags):
+        gold = [label_names[i] for i in ex.label] if ex.label is not None else None
+        for i, word in enumerate(ex.text_a):
+            lines.append(f"{word} {gold[i]} {tags[i]}" if gold is not None else f"{word} {tags[i]}")
+        lines.append("")
+    io.write_text(path, "\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------------------ run
+class GlueRun:
+    """One run of run_glue.py."""
+
+    def __init__(self, config: GlueConfig):
+        self.config = config
+        self.t_start = time.time()
+        self._log_handler = None
+        self._best_dev = None  # (score, metrics per dev split) of the best epoch this process evaluated
+
+    def _path(self, *parts) -> str:
+        return os.path.join(self.output_dir, *parts)
+
+    # ------------------------------------------------------------------------------------------------ set-up
+    def setup(self) -> dict | None:
+        """Returns the metrics of a finished run in output_dir with the same flags (nothing to do), else None."""
+        c = self.config
+        c.validate()
+        import keras
+        import tensorflow as tf
+
+        from xtremedistil_tf.strategy import is_chief, make_strategy, set_precision
+        keras.utils.set_random_seed(c.seed)
+        if c.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        set_precision(c.opt_policy)
+        self.strategy = make_strategy(c.strategy, c.tpu or None)
+        self.replicas = self.strategy.num_replicas_in_sync
+        self.chief = is_chief(self.strategy)
+        self.output_dir = c.output_dir if self.chief else tempfile.mkdtemp(prefix="run-glue-worker-")
+        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+            raise ConfigError(f"--output_dir={c.output_dir}: exists and is not a folder")
+        if self.chief and os.path.isdir(self.output_dir) and os.listdir(self.output_dir) \
+                and not os.path.isfile(self._path(CONFIG_FILE)):
+            raise ConfigError(f"--output_dir={c.output_dir}: not empty and not a run_glue.py output folder; choose a "
+                              "new or empty folder")
+        os.makedirs(self.output_dir, exist_ok=True)
+        io.clean_stale_temporaries(self.output_dir)
+        previous = self._path(CONFIG_FILE)
+        if os.path.isfile(previous):
+            saved = io.read_json(previous)
+            current = c.fingerprint()
+            diffs = [f"{k}: {saved.get(k)!r} before, {current.get(k)!r} now" for k in sorted(set(saved) | set(current))
+                     if k not in RUNTIME_KEYS and saved.get(k) != current.get(k)]
+            if diffs:
+                raise ConfigError(f"{c.output_dir} holds a run with different flags; use a new --output_dir or the "
+                                  "same flags. Differences:\n  " + "\n  ".join(diffs))
+            metrics_path = self._path(METRICS_FILE)
+            if os.path.isfile(metrics_path) and io.read_json(metrics_path).get("finished"):
+                logging.info("%s holds a finished run with these flags; nothing to do", c.output_dir)
+                return io.read_json(metrics_path)
+        elif self.chief:
+            io.write_json(previous, c.fingerprint())
+        if self.chief:
+            handler = py_logging.FileHandler(self._path(LOG_FILE), encoding="utf-8")
+            handler.setFormatter(py_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            absl_logger = logging.get_absl_logger()
+            absl_logger.addHandler(handler)
+            self._log_handler = handler
+            self._log_level = absl_logger.level
+            if absl_logger.getEffectiveLevel() > py_logging.INFO:  # run.log always holds the INFO lines
+                absl_logger.setLevel(py_logging.INFO)
+        logging.info("run_glue configuration:\n%s", "\n".join(f"  {k} = {v}" for k, v in sorted(c.to_json().items())))
+        return None
+
+    def close(self):
+        if self._log_handler is not None:
+            logging.get_absl_logger().removeHandler(self._log_handler)
+            logging.get_absl_logger().setLevel(self._log_level)
+            self._log_handler.close()
+            self._log_handler = None
+
+    # ------------------------------------------------------------------------------------------------ data
+    def load_data(self):
+        from xtremedistil_tf.train.tasks import load_task
+        c = self.config
+        ner = c.task == "ner"
+        if c.data_dir:
+            self.task = load_task(c.data_dir, do_NER=ner, glue_task="" if ner else c.task,
+                                  tfds_data_dir=c.tfds_data_dir or None)
+        else:
+            name = "conll2003" if ner else f"glue/{c.task}"
+            logging.info("no --data_dir: reading TFDS %s", name)
+            self.task = load_task(name, do_NER=ner, tfds_data_dir=c.tfds_data_dir or None)
+        if self.task.kind != c.kind_hint:
+            raise ConfigError(f"--task={c.task} is a {c.kind_hint} task but {self.task.source} holds "
+                              f"{self.task.kind} data")
+        self.kind = self.task.kind
+        self.glue_task = "" if ner else c.task
+        self.label_names = self.task.label_names
+        self.num_labels = len(self.label_names) if self.label_names else 1
+        train = self.task.splits["train"]
+        self.train_total = len(train)
+        if c.max_train_examples and c.max_train_examples < len(train):
+            rng = np.random.RandomState(c.seed)
+            keep = np.sort(rng.choice(len(train), c.max_train_examples, replace=False))
+            self.task.splits["train"] = dataclasses.replace(
+                train, examples=[train.examples[i] for i in keep], path=f"{train.path}[sample {len(keep)}]")
+            logging.info("train: a random sample of %d of the %d examples (--max_train_examples, seed %d)",
+                         len(keep), len(train), c.seed)
+        self.eval_splits = ["dev"] + (["dev_mismatched"] if "dev_mismatched" in self.task.splits else [])
+        self.test_splits = [s for s in ("test", "test_mismatched") if s in self.task.splits]
+        logging.info("data from %s: %s; labels: %s", self.task.source,
+                     ", ".join(f"{s} {len(d)}" for s, d in self.task.splits.items()
+                               if s in ("train", *self.eval_splits, *self.test_splits)),
+                     self.label_names if self.label_names else "regression")
+
+    def featurize(self):
+        from xtremedistil_tf.data.tokenize import Featurizer, load_tokenizer
+        c = self.config
+        self.tokenizer = load_tokenizer(self.model_info.tokenizer_source)
+        featurizer = Featurizer(self.tokenizer, c.seq_len, pad_to="longest")
+        encoder = self.model.encoder
+        self.arrays = {}
+        for split in ("train", *self.eval_splits, *self.test_splits):
+            data = self.task.splits[split]
+            if split != "train" and split not in self.test_splits and not data.has_labels:
+                raise ConfigError(f"{data.path}: the {split} split has no labels")
+            arrays = featurizer.encode(data, name=split)
+            stats = featurizer.last_stats
+            logging.info("%s: %d examples, %d truncated, padded to %d tokens", split, stats["num_examples"],
+                         stats["num_truncated"], stats["padded_length"])
+            top = int(arrays["input_ids"].max()) if arrays["input_ids"].size else 0
+            if top >= encoder.vocab_size:
+                raise ConfigError(f"the tokenizer {self.model_info.tokenizer_source} gives token id {top}, beyond the "
+                                  f"model's vocabulary of {encoder.vocab_size}: tokenizer and model do not match")
+            self.arrays[split] = arrays
+
+    # ------------------------------------------------------------------------------------------------ model
+    def build_model(self):
+        c = self.config
+        with self.strategy.scope():
+            self.model_info = load_task_model(c.model, kind=self.kind, num_labels=self.num_labels,
+                                              label_names=self.label_names, tokenizer=c.tokenizer)
+        self.model = self.model_info.model
+        enc = self.model.encoder
+        if c.seq_len > enc.max_seq_len:
+            raise ConfigError(f"--seq_len={c.seq_len} is longer than the model's {enc.max_seq_len} positions")
+        logging.info("model: %s (%s), %s encoder, %d layers, hidden %d, %s head; %d parameters", c.model,
+                     self.model_info.format, enc.architecture, enc.num_layers, enc.hidden_size,
+                     "new" if self.model_info.head == "new" else "reused",
+                     sum(int(np.prod(v.shape)) for v in self.model.weights))
+
+    # ------------------------------------------------------------------------------------------------ evaluation
+    def gbs(self, per_replica: int) -> int:
+        return per_replica * self.replicas
+
+    def logits(self, split: str) -> np.ndarray:
+        """The model's logits on a split; with --group_by_length, examples are run in groups of equal
+        `batch_width` and the results put back in order (NER logits past a group's width are 0: pads)."""
+        from xtremedistil_tf.train import loop
+        model, arrays = self.model, self.arrays[split]
+        fn = lambda b: {"logits": model(b, training=False)["logits"]}  # noqa: E731
+        gbs = self.gbs(self.config.eval_batch_size)
+        inputs = {k: arrays[k] for k in INPUTS}
+        if not self.config.group_by_length:
+            return loop.predict(self.strategy, fn, inputs, gbs)["logits"]
+        padded = arrays["input_ids"].shape[1]
+        widths = np.array([batch_width(int(n), padded) for n in arrays["attention_mask"].sum(axis=1)])
+        out = None
+        for width in np.unique(widths):
+            idx = np.nonzero(widths == width)[0]
+            group_gbs = min(gbs, -(-len(idx) // self.replicas) * self.replicas)
+            logits = loop.predict(self.strategy, fn, {k: v[idx, :width] for k, v in inputs.items()},
+                                  group_gbs)["logits"]
+            if out is None:
+                shape = (len(widths), padded, *logits.shape[2:]) if self.kind == "ner" else \
+                    (len(widths), *logits.shape[1:])
+                out = np.zeros(shape, logits.dtype)
+            if self.kind == "ner":
+                out[idx, :width] = logits
+            else:
+                out[idx] = logits
+        return out
+
+    def evaluate(self, split: str, logits: np.ndarray | None = None) -> dict:
+        """The split's metrics; NER over every word (a word lost to truncation counts as predicted O)."""
+        from xtremedistil_tf import metrics
+        from xtremedistil_tf.train.evaluate import score_logits
+        logits = self.logits(split) if logits is None else logits
+        if self.kind == "ner":
+            data = self.task.splits[split]
+            tags, missing = ner_word_tags(logits, self.arrays[split]["word_index"], data.examples, self.label_names)
+            gold = [[self.label_names[i] for i in ex.label] for ex in data.examples]
+            m = metrics.ner_metrics(gold, tags)
+            out = {k: float(m[k]) for k in ("precision", "recall", "f1", "accuracy")}
+            out.update(words_without_prediction=missing, per_type=m["per_type"])
+            return out
+        return score_logits(self.kind, logits, self.arrays[split]["labels"], label_names=self.label_names,
+                            glue_task=self.glue_task)
+
+    def dev_score(self) -> tuple[float, dict]:
+        """Selection score (the task's main metric on dev) and the flat per-epoch metrics (MNLI: + mismatched_*).
+        Keeps the full metrics of the best epoch seen, which are the final dev metrics when it is the one kept."""
+        from xtremedistil_tf.train.evaluate import main_metric
+        full, flat = {}, {}
+        for split in self.eval_splits:
+            full[split] = self.evaluate(split)
+            prefix = "" if split == "dev" else "mismatched_"
+            flat.update({prefix + k: float(v) for k, v in full[split].items() if isinstance(v, float)})
+        score = flat[main_metric(self.kind, self.glue_task)]
+        if self._best_dev is None or score > self._best_dev[0]:
+            self._best_dev = (score, full)
+        return score, flat
+
+    # ------------------------------------------------------------------------------------------------ training
+    def train(self) -> dict:
+        from xtremedistil_tf.distill import losses
+        from xtremedistil_tf.distill.runner import reseed_dropout, unit_seed
+        from xtremedistil_tf.train import loop
+        from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
+        from xtremedistil_tf.train.phase import run_phase
+        c, model, kind = self.config, self.model, self.kind
+        train = {k: v for k, v in self.arrays["train"].items() if k in (*INPUTS, "labels")}
+        n = len(train["input_ids"])
+        gbs = self.gbs(c.batch_size)
+        drop_remainder = n >= gbs
+        steps_per_epoch = n // gbs if drop_remainder else 1
+        total_steps = steps_per_epoch * c.epochs
+        variables = model.trainable_variables
+        if kind == "ner" and model.encoder.pooler is not None:  # the tagger does not use the pooler
+            pooler = model.encoder.pooler.weights
+            variables = [v for v in variables if all(v is not p for p in pooler)]
+        with self.strategy.scope():
+            if c.lr_schedule == "linear":
+                lr = warmup_linear_schedule(c.learning_rate, int(round(c.warmup_proportion * total_steps)),
+                                            total_steps)
+            else:
+                lr = c.learning_rate
+            optimizer = loop.make_optimizer(lr, epsilon=1e-8, weight_decay=c.weight_decay or None)
+            if c.weight_decay:
+                getattr(optimizer, "inner_optimizer", optimizer).exclude_from_weight_decay(
+                    var_names=["bias", "gamma", "beta"])
+            loop.build_optimizer(optimizer, variables, self.strategy)
+
+        def loss_fn(batch, training):
+            out = model({k: batch[k] for k in INPUTS}, training=training)
+            return losses.label_loss(kind, out["logits"], batch["labels"],
+                                     batch["attention_mask"] if kind == "ner" else None)
+
+        step = loop.Step(self.strategy, loss_fn, variables, optimizer, gbs, c.jit_compile)
+        ckpt = PhaseCheckpoint(self._path(CHECKPOINT_DIR), model, optimizer)
+
+        def train_epoch(data, chunk, epoch):
+            seed = unit_seed(c.seed, 0, chunk, epoch)
+            reseed_dropout(model, seed)
+            if c.group_by_length:
+                ds = grouped_dataset(data, gbs, seed=seed, drop_remainder=drop_remainder)
+            else:
+                ds = loop.dataset_from_arrays(data, gbs, shuffle=True, seed=seed, drop_remainder=drop_remainder)
+            return loop.run_epoch(step, loop.distribute(self.strategy, ds), description=f"{c.task} epoch {epoch + 1}",
+                                  log_every=c.log_every)
+
+        logging.info("fine-tuning on %d examples: up to %d epochs of %d steps (global batch %d), learning rate "
+                     "%g (%s schedule), patience %d", n, c.epochs, steps_per_epoch, gbs, c.learning_rate,
+                     c.lr_schedule, c.patience)
+        result = run_phase(c.task, model=model, checkpoint=ckpt, num_chunks=1, load_chunk=lambda _: train,
+                           train_epoch=train_epoch, score=lambda _: self.dev_score(), epochs=c.epochs,
+                           patience=c.patience, faithful=False, cross_chunk=False)
+        history = [{k: v for k, v in h.items() if k != "chunk"} for h in result.history]
+        for h in history:
+            h["epoch"] += 1
+        best = max(history, key=lambda h: h["score"]) if history else None
+        return {"epochs": history, "best_epoch": best["epoch"] if best else None,
+                "best_dev_score": result.best_score, "train_seconds": round(result.wall_time, 1),
+                "steps_per_epoch": steps_per_epoch, "global_batch_size": gbs}
+
+    # ------------------------------------------------------------------------------------------------ outputs
+    def predict_test(self) -> tuple[dict, dict]:
+        """Test metrics (splits with labels) and the prediction files written (paths relative to output_dir)."""
+        from xtremedistil_tf import metrics
+        scores, files = {}, {}
+        for split in self.test_splits:
+            data = self.task.splits[split]
+            logits = self.logits(split)
+            if data.has_labels:
+                scores[split] = self.evaluate(split, logits)
+            if not self.chief:
+                continue
+            if self.kind == "ner":
+                tags, _ = ner_word_tags(logits, self.arrays[split]["word_index"], data.examples, self.label_names)
+                rel = f"{split}_predictions.txt"
+                write_conll_predictions(self._path(rel), data.examples, tags, self.label_names)
+            else:
+                name = SUBMISSION_NAMES[self.glue_task]
+                if split == "test_mismatched":
+                    name = "MNLI-mm"
+                rel = os.path.join("submission", f"{name}.tsv")
+                preds = logits[:, 0] if self.kind == "regression" else logits
+                metrics.write_glue_predictions(self._path(rel), self.glue_task, preds, self.label_names,
+                                               index=[e.idx for e in data.examples])
+            files[split] = rel
+            logging.info("%s predictions (%d examples): %s", split, len(data), self._path(rel))
+        return scores, files
+
+    def export(self) -> tuple[dict, dict]:
+        from xtremedistil_tf.convert import export
+        c, model = self.config, self.model
+        names = self.label_names if self.kind != "regression" else None
+        extra = {"task": c.task, "kind": self.kind, "label_names": self.label_names, "seq_len": c.seq_len}
+        written, failed = {}, {}
+        jobs = [("hf", c.export_hf, lambda p: export.export_hf(model, p, tokenizer=self.tokenizer, label_names=names)),
+                ("saved_model", c.export_saved_model,
+                 lambda p: export.export_saved_model(model, p, tokenizer=self.tokenizer)),
+                ("keras", c.export_keras, lambda p: export.save_keras(model, p, tokenizer=self.tokenizer,
+                                                                      extra=extra))]
+        for name, wanted, fn in jobs:
+            if not wanted:
+                continue
+            try:
+                fn(self._path(name))
+                written[name] = name
+            except UserError as e:  # e.g. an encoder without the pooler its HF class needs: keep the other outputs
+                logging.warning("%s export skipped: %s", name, e)
+                failed[name] = str(e)
+        return written, failed
+
+    def run(self) -> dict:
+        try:
+            done = self.setup()
+            if done is not None:
+                return done
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> dict:
+        from xtremedistil_tf.train.evaluate import main_metric
+        c = self.config
+        self.load_data()
+        self.build_model()
+        self.featurize()
+        if c.epochs > 0:
+            training = self.train()
+        else:
+            logging.info("--epochs=0: evaluating the model as it is")
+            training = {"epochs": [], "best_epoch": None, "best_dev_score": None, "train_seconds": 0.0}
+        if self._best_dev is not None and self._best_dev[0] == training["best_dev_score"]:
+            final = dict(self._best_dev[1])  # the weights kept are that epoch's: no need to evaluate again
+        else:
+            final = {split: self.evaluate(split) for split in self.eval_splits}
+        test_scores, predictions = self.predict_test()
+        final.update(test_scores)
+        main = main_metric(self.kind, self.glue_task)
+        for split, m in final.items():
+            logging.info("%s: %s", split, " ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float)))
+        outputs, export_errors = self.export() if self.chief else ({}, {})
+        metrics = {
+            "task": c.task, "kind": self.kind, "model": c.model, "model_format": self.model_info.format,
+            "head": self.model_info.head, "tokenizer": str(self.model_info.tokenizer_source),
+            "data": {"source": self.task.source, "train_total": self.train_total,
+                     **{s: len(self.task.splits[s]) for s in ("train", *self.eval_splits, *self.test_splits)}},
+            "label_names": self.label_names, "main_metric": main,
+            **training, "final": final,
+            "score": {"metric": main, **{s: final[s][main] for s in final}},
+            "predictions": predictions, "outputs": outputs,
+            "config": c.to_json(), "replicas": self.replicas,
+            "wall_seconds": round(time.time() - self.t_start, 1), "finished": True,
+        }
+        if export_errors:
+            metrics["export_errors"] = export_errors
+        if self.chief:
+            io.write_json(self._path(METRICS_FILE), metrics)
+            shutil.rmtree(self._path(CHECKPOINT_DIR), ignore_errors=True)
+        logging.info("done in %.1f s: dev %s = %.4f; outputs in %s", metrics["wall_seconds"], main,
+                     final["dev"][main], self.output_dir)
+        return metrics
+
+
+def run_glue(config: GlueConfig) -> dict:
+    return GlueRun(config).run()
