@@ -10,6 +10,30 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 EXIT_USER_ERROR = 2
 
 
+def define_dataclass_flags(cls, help_texts: dict) -> None:
+    """One absl flag per field of a config dataclass, typed by the field's default."""
+    import dataclasses
+
+    from absl import flags
+    for field in dataclasses.fields(cls):
+        default, name, help_text = field.default, field.name, help_texts.get(field.name, field.name)
+        if isinstance(default, bool):
+            flags.DEFINE_bool(name, default, help_text)
+        elif isinstance(default, int):
+            flags.DEFINE_integer(name, default, help_text)
+        elif isinstance(default, float):
+            flags.DEFINE_float(name, default, help_text)
+        else:
+            flags.DEFINE_string(name, default, help_text)
+
+
+def dataclass_from_flags(cls):
+    import dataclasses
+
+    from absl import flags
+    return cls(**{f.name: getattr(flags.FLAGS, f.name) for f in dataclasses.fields(cls)})
+
+
 def run_main(main, argv, verbose: bool) -> int:
     from xtremedistil_tf.errors import UserError
     try:

@@ -1,10 +1,7 @@
 """absl flags for run_distillation.py: the original release's names and meanings, then ours."""
 from __future__ import annotations
 
-import dataclasses
-
-from absl import flags
-
+from xtremedistil_tf.cli import dataclass_from_flags, define_dataclass_flags
 from xtremedistil_tf.distill.config import DistilConfig
 
 _HELP = {
@@ -61,19 +58,8 @@ _HELP = {
 
 
 def define_flags() -> None:
-    for field in dataclasses.fields(DistilConfig):
-        default, name = field.default, field.name
-        help_text = _HELP.get(name, name)
-        if isinstance(default, bool):
-            flags.DEFINE_bool(name, default, help_text)
-        elif isinstance(default, int):
-            flags.DEFINE_integer(name, default, help_text)
-        elif isinstance(default, float):
-            flags.DEFINE_float(name, default, help_text)
-        else:
-            flags.DEFINE_string(name, default, help_text)
+    define_dataclass_flags(DistilConfig, _HELP)
 
 
 def config_from_flags() -> DistilConfig:
-    values = {f.name: getattr(flags.FLAGS, f.name) for f in dataclasses.fields(DistilConfig)}
-    return DistilConfig(**values)
+    return dataclass_from_flags(DistilConfig)

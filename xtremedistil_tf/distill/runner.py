@@ -5,7 +5,6 @@ continues where it stopped, and a finished run only reports.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -24,7 +23,7 @@ from xtremedistil_tf.data.tokenize import Featurizer, check_vocabulary, faithful
 from xtremedistil_tf.distill import losses
 from xtremedistil_tf.distill.config import DistilConfig, diff_configs
 from xtremedistil_tf.distill.plan import Stage, build_plan
-from xtremedistil_tf.distill.student import Student, build_student
+from xtremedistil_tf.distill.student import build_student
 from xtremedistil_tf.distill.teacher import (TEACHER_CONFIG, TEACHER_WEIGHTS, TeacherOutputCache, build_teacher,
                                              has_saved_teacher, load_model, save_model, weights_id)
 from xtremedistil_tf.errors import ConfigError
@@ -91,6 +90,7 @@ class Distillation:
         removed = io.clean_stale_temporaries(self.model_dir)
         if removed:
             logging.info("removed %d leftovers of interrupted writes in %s", removed, self.model_dir)
+        self._student_from_checkpoint()
         self._check_previous_config()
         self._preflight_teacher()
         logging.info("configuration:\n%s", "\n".join(f"  {k} = {v}" for k, v in sorted(c.to_json().items())))
@@ -109,6 +109,21 @@ class Distillation:
             if diffs:
                 raise ConfigError(f"{self.config.model_dir} holds a run with different flags; use a new --model_dir "
                                   "or the same flags. Differences:\n  " + "\n  ".join(diffs))
+
+    def _student_from_checkpoint(self):
+        """As the original, a --pt_student_checkpoint's own shapes replace --hidden_size, --num_hidden_layers and
+        --num_attention_heads (in the config and in xtremedistil-config.json)."""
+        from xtremedistil_tf.convert.hf import encoder_kwargs_from_hf, read_hf_config, resolve_source
+        c = self.config
+        if not c.pt_student_checkpoint:
+            return
+        folder = resolve_source(c.pt_student_checkpoint)
+        kw = encoder_kwargs_from_hf(read_hf_config(folder), source=os.path.join(folder, "config.json"))
+        for flag, key in (("hidden_size", "hidden_size"), ("num_hidden_layers", "num_layers"),
+                          ("num_attention_heads", "num_heads")):
+            if getattr(c, flag) != kw[key]:
+                logging.info("--%s=%s replaced by the student checkpoint's %s", flag, getattr(c, flag), kw[key])
+                setattr(c, flag, kw[key])
 
     def _preflight_teacher(self):
         """Checks the teacher's config.json and its shapes against the flags before any data or weights are read,

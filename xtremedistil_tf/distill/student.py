@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
 from xtremedistil_tf.models.encoder import Encoder

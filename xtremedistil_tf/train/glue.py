@@ -39,7 +39,8 @@ CHECKPOINT_DIR = "checkpoint"
 # Distilled model folders written by run_distillation.py.
 STUDENT_CONFIG, STUDENT_WEIGHTS = "student-config.json", "xtremedistil.weights.h5"
 # Flags that do not change what is computed: a resumed or repeated run may change them.
-RUNTIME_KEYS = ("strategy", "tpu", "verbose", "log_every", "export_hf", "export_saved_model", "export_keras")
+RUNTIME_KEYS = ("strategy", "tpu", "verbose", "log_every", "export_hf", "export_saved_model", "export_keras",
+                "fixed_shapes")
 
 
 @dataclasses.dataclass
@@ -62,6 +63,7 @@ class GlueConfig:
     seed: int = 42
     max_train_examples: int = 0
     group_by_length: bool = True
+    fixed_shapes: bool = False
     opt_policy: str = "float32"
     strategy: str = "auto"
     tpu: str = ""
@@ -132,9 +134,11 @@ _HELP = {
     "patience": "stop after this many epochs without a better dev score; the best epoch is kept",
     "seed": "random seed (initialisation, shuffling, dropout, --max_train_examples' sample)",
     "max_train_examples": "train on a random sample of this many training examples (0: all)",
-    "group_by_length": "batch examples of similar length and cut each batch to the next of 16, 32, 64, ... tokens "
-                       "that holds it (a few fixed shapes; several times faster on short texts); off: every "
-                       "batch has the split's padded length",
+    "group_by_length": "train on batches of examples of similar length (a seeded shuffle, then a sort by length "
+                       "within every 50 batches, the batches in random order): with batches cut to their longest "
+                       "example, several times faster on short texts",
+    "fixed_shapes": "pad every batch to the split's padded length (always on TPU); otherwise each batch is cut to "
+                    "its longest example, which gives the same numbers faster",
     "opt_policy": "precision policy: float32, mixed_float16 or mixed_bfloat16",
     "strategy": "auto, default, mirrored, multi_worker (TF_CONFIG) or tpu",
     "tpu": "TPU name or address for --strategy=tpu",
@@ -149,22 +153,13 @@ _HELP = {
 
 
 def define_flags() -> None:
-    from absl import flags
-    for field in dataclasses.fields(GlueConfig):
-        default, name, help_text = field.default, field.name, _HELP.get(field.name, field.name)
-        if isinstance(default, bool):
-            flags.DEFINE_bool(name, default, help_text)
-        elif isinstance(default, int):
-            flags.DEFINE_integer(name, default, help_text)
-        elif isinstance(default, float):
-            flags.DEFINE_float(name, default, help_text)
-        else:
-            flags.DEFINE_string(name, default, help_text)
+    from xtremedistil_tf.cli import define_dataclass_flags
+    define_dataclass_flags(GlueConfig, _HELP)
 
 
 def config_from_flags() -> GlueConfig:
-    from absl import flags
-    return GlueConfig(**{f.name: getattr(flags.FLAGS, f.name) for f in dataclasses.fields(GlueConfig)})
+    from xtremedistil_tf.cli import dataclass_from_flags
+    return dataclass_from_flags(GlueConfig)
 
 
 # ------------------------------------------------------------------------------------------------------------ model
@@ -260,44 +255,20 @@ def warmup_linear_schedule(peak: float, warmup_steps: int, total_steps: int):
 
 
 # ------------------------------------------------------------------------------------------------- length groups
-WIDTHS = (16, 32, 64, 128, 256, 512)
-
-
-def batch_width(longest: int, padded: int) -> int:
-    """The shape a batch is cut to: the first of WIDTHS that holds its longest example, at most the split's
-    padded length. Few distinct shapes keep the traced (or XLA-compiled) step functions few."""
-    return min(next((w for w in WIDTHS if w >= longest), padded), padded)
-
-
-def length_grouped_batches(arrays: dict[str, np.ndarray], global_batch_size: int, *, seed: int,
-                           drop_remainder: bool, group: int = 50):
-    """One epoch of batches (dicts of arrays cut to `batch_width`): a seeded shuffle, then within every `group`
-    batches' worth of examples a sort by length, then the batches in a seeded random order (as Hugging Face's
-    group_by_length)."""
-    lengths = arrays["attention_mask"].sum(axis=1)
-    padded = arrays["input_ids"].shape[1]
-    n = len(lengths)
+def length_grouped_order(lengths: np.ndarray, global_batch_size: int, *, seed: int, group: int = 50) -> np.ndarray:
+    """An epoch's order of the examples such that consecutive `global_batch_size` blocks hold examples of similar
+    length (Hugging Face's group_by_length): a seeded shuffle, a sort by length within every `group` batches'
+    worth, then the whole batches in a seeded random order; the examples that do not fill a batch come last."""
     rng = np.random.RandomState(seed % (2**32))
-    order = rng.permutation(n)
-    if drop_remainder:
-        order = order[:n - n % global_batch_size]
+    order = rng.permutation(len(lengths))
+    full = len(order) - len(order) % global_batch_size
     batches = []
-    for start in range(0, len(order), global_batch_size * group):
-        chunk = order[start:start + global_batch_size * group]
+    for start in range(0, full, global_batch_size * group):
+        chunk = order[start:min(start + global_batch_size * group, full)]
         chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
         batches.extend(chunk[i:i + global_batch_size] for i in range(0, len(chunk), global_batch_size))
     rng.shuffle(batches)
-    for idx in batches:
-        width = batch_width(int(lengths[idx].max()), padded)
-        yield {k: v[idx, :width] if v.ndim == 2 else v[idx] for k, v in arrays.items()}
-
-
-def grouped_dataset(arrays: dict[str, np.ndarray], global_batch_size: int, *, seed: int, drop_remainder: bool):
-    import tensorflow as tf
-    signature = {k: tf.TensorSpec([None] * v.ndim, tf.as_dtype(v.dtype)) for k, v in arrays.items()}
-    return tf.data.Dataset.from_generator(
-        lambda: length_grouped_batches(arrays, global_batch_size, seed=seed, drop_remainder=drop_remainder),
-        output_signature=signature).prefetch(2)
+    return np.concatenate(batches + [order[full:]]) if batches else order
 
 
 # ------------------------------------------------------------------------------------------------------------ NER
@@ -356,6 +327,7 @@ class GlueRun:
         self.strategy = make_strategy(c.strategy, c.tpu or None)
         self.replicas = self.strategy.num_replicas_in_sync
         self.chief = is_chief(self.strategy)
+        self.trim = not (c.fixed_shapes or isinstance(self.strategy, tf.distribute.TPUStrategy))
         self.output_dir = c.output_dir if self.chief else tempfile.mkdtemp(prefix="run-glue-worker-")
         if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
             raise ConfigError(f"--output_dir={c.output_dir}: exists and is not a folder")
@@ -462,6 +434,8 @@ class GlueRun:
             self.model_info = load_task_model(c.model, kind=self.kind, num_labels=self.num_labels,
                                               label_names=self.label_names, tokenizer=c.tokenizer)
         self.model = self.model_info.model
+        model = self.model
+        self._logits_fn = lambda b: {"logits": model(b, training=False)["logits"]}  # one function: one trace
         enc = self.model.encoder
         if c.seq_len > enc.max_seq_len:
             raise ConfigError(f"--seq_len={c.seq_len} is longer than the model's {enc.max_seq_len} positions")
@@ -475,32 +449,13 @@ class GlueRun:
         return per_replica * self.replicas
 
     def logits(self, split: str) -> np.ndarray:
-        """The model's logits on a split; with --group_by_length, examples are run in groups of equal
-        `batch_width` and the results put back in order (NER logits past a group's width are 0: pads)."""
+        """The model's logits on a split (batches cut to their longest example unless --fixed_shapes; NER logits
+        padded back to the split's length)."""
         from xtremedistil_tf.train import loop
-        model, arrays = self.model, self.arrays[split]
-        fn = lambda b: {"logits": model(b, training=False)["logits"]}  # noqa: E731
-        gbs = self.gbs(self.config.eval_batch_size)
-        inputs = {k: arrays[k] for k in INPUTS}
-        if not self.config.group_by_length:
-            return loop.predict(self.strategy, fn, inputs, gbs)["logits"]
-        padded = arrays["input_ids"].shape[1]
-        widths = np.array([batch_width(int(n), padded) for n in arrays["attention_mask"].sum(axis=1)])
-        out = None
-        for width in np.unique(widths):
-            idx = np.nonzero(widths == width)[0]
-            group_gbs = min(gbs, -(-len(idx) // self.replicas) * self.replicas)
-            logits = loop.predict(self.strategy, fn, {k: v[idx, :width] for k, v in inputs.items()},
-                                  group_gbs)["logits"]
-            if out is None:
-                shape = (len(widths), padded, *logits.shape[2:]) if self.kind == "ner" else \
-                    (len(widths), *logits.shape[1:])
-                out = np.zeros(shape, logits.dtype)
-            if self.kind == "ner":
-                out[idx, :width] = logits
-            else:
-                out[idx] = logits
-        return out
+        arrays = self.arrays[split]
+        return loop.predict(self.strategy, self._logits_fn, {k: arrays[k] for k in INPUTS},
+                            self.gbs(self.config.eval_batch_size), trim=self.trim,
+                            token_outputs=("logits",) if self.kind == "ner" else ())["logits"]
 
     def evaluate(self, split: str, logits: np.ndarray | None = None) -> dict:
         """The split's metrics; NER over every word (a word lost to truncation counts as predicted O)."""
@@ -570,13 +525,18 @@ class GlueRun:
         step = loop.Step(self.strategy, loss_fn, variables, optimizer, gbs, c.jit_compile)
         ckpt = PhaseCheckpoint(self._path(CHECKPOINT_DIR), model, optimizer)
 
+        token_keys = INPUTS + (("labels",) if kind == "ner" else ())
+        lengths = train["attention_mask"].sum(axis=1)
+
         def train_epoch(data, chunk, epoch):
             seed = unit_seed(c.seed, 0, chunk, epoch)
             reseed_dropout(model, seed)
-            if c.group_by_length:
-                ds = grouped_dataset(data, gbs, seed=seed, drop_remainder=drop_remainder)
-            else:
-                ds = loop.dataset_from_arrays(data, gbs, shuffle=True, seed=seed, drop_remainder=drop_remainder)
+            grouped = c.group_by_length and self.trim
+            if grouped:
+                order = length_grouped_order(lengths, gbs, seed=seed)
+                data = {k: v[order] for k, v in data.items()}
+            ds = loop.dataset_from_arrays(data, gbs, shuffle=not grouped, seed=seed, drop_remainder=drop_remainder,
+                                          trim=self.trim, token_keys=token_keys)
             return loop.run_epoch(step, loop.distribute(self.strategy, ds), description=f"{c.task} epoch {epoch + 1}",
                                   log_every=c.log_every)
 

@@ -1,0 +1,258 @@
+"""Benchmark: encoder forward and training step, ours (TF/Keras 3) against transformers' PyTorch, same process.
+
+Shapes: MiniLM (6 x 384, 12 heads, FFN 1536) and BERT-base (12 x 768, 12 heads, FFN 3072), random weights,
+batch 32 x sequence 128 (every token real). Three implementations, timed in turn inside every repeat
+(alternating, so the machine's background load hits all of them alike), median reported:
+  - ours, graph: the Encoder under tf.function (training step: xtremedistil_tf.train.loop.Step, AdamW);
+  - ours, XLA:   the same with jit_compile=True (the training step compiles forward + loss + gradients);
+  - PyTorch:     transformers' BertModel / BertForSequenceClassification, eager, attn_implementation="sdpa",
+                 torch.optim.AdamW.
+Forward = inference (dropout off, no gradients). Training step = forward with dropout + pooled-output
+classifier + cross-entropy + backward + AdamW update. Also measures the machine's float32 matmul rate
+(2048 x 2048, numpy, TF and torch) and gives each result as achieved GFLOP/s and as a fraction of that rate.
+
+    python benchmarks/bench_encoder.py                  # both shapes (about 10 minutes on 2 cores)
+    python benchmarks/bench_encoder.py --shapes minilm --repeats 5
+
+Writes benchmarks/results/encoder.json and encoder_throughput.png.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+
+import numpy as np
+
+from _common import (RESULTS, command, machine, matplotlib_pyplot, median, now, peak_rss_mb, quiet_tf, versions,
+                     write_json)
+
+SHAPES = {
+    "minilm": dict(num_layers=6, hidden_size=384, num_heads=12, intermediate_size=1536),
+    "bert-base": dict(num_layers=12, hidden_size=768, num_heads=12, intermediate_size=3072),
+}
+IMPLS = ("ours_graph", "ours_xla", "pytorch")
+LABELS = {"ours_graph": "ours tf.function", "ours_xla": "ours tf.function + XLA", "pytorch": "PyTorch eager (sdpa)"}
+
+
+def forward_flops(shape: dict, batch: int, seq: int) -> float:
+    """Multiply-adds x 2 of the encoder's matmuls (embedding lookups, softmax, LayerNorm, GELU left out)."""
+    h, f, n = shape["hidden_size"], shape["intermediate_size"], shape["num_layers"]
+    per_token_layer = 8 * h * h + 4 * h * f + 4 * seq * h  # Q, K, V, O; FFN in/out; scores and context
+    return batch * seq * n * per_token_layer + 2 * batch * h * h  # + pooler
+
+
+def matmul_rate(n: int = 2048, repeats: int = 7) -> dict:
+    import tensorflow as tf
+    import torch
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    ta, tb = tf.constant(a), tf.constant(b)
+    pa, pb = torch.from_numpy(a), torch.from_numpy(b)
+    fns = {"numpy": lambda: a @ b, "tensorflow": lambda: tf.linalg.matmul(ta, tb).numpy(),
+           "torch": lambda: torch.mm(pa, pb)}
+    times = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    flops = 2 * n ** 3
+    return {k: {"median_s": round(median(v), 5), "gflops": round(flops / median(v) / 1e9, 1)} for k, v in
+            times.items()} | {"n": n, "repeats": repeats}
+
+
+def build_ours(shape: dict, batch: int, seq: int, vocab: int):
+    import keras
+    import tensorflow as tf
+
+    from xtremedistil_tf.models.encoder import Encoder
+    from xtremedistil_tf.train import loop
+
+    keras.utils.set_random_seed(0)
+    enc = Encoder(vocab_size=vocab, **shape, name="encoder")
+    enc.build()
+    head = keras.layers.Dense(2, name="classifier")
+    head.build((None, shape["hidden_size"]))
+    rng = np.random.default_rng(0)
+    inputs = {"input_ids": tf.constant(rng.integers(1000, vocab, (batch, seq)), tf.int32),
+              "attention_mask": tf.ones((batch, seq), tf.int32),
+              "token_type_ids": tf.zeros((batch, seq), tf.int32)}
+    batch_with_labels = dict(inputs, labels=tf.constant(rng.integers(0, 2, batch), tf.int32))
+
+    def fwd(x):
+        out = enc(x, training=False)
+        return out["sequence_output"], out["pooled_output"]
+
+    def loss_fn(b, training):
+        out = enc({k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids")}, training=training)
+        logits = head(out["pooled_output"])
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=b["labels"], logits=logits)
+
+    variables = enc.trainable_variables + head.trainable_variables
+    strategy = tf.distribute.get_strategy()
+    optimizer = loop.make_optimizer(1e-4, epsilon=1e-8, weight_decay=0.01)
+    loop.build_optimizer(optimizer, variables, strategy)
+    fns = {
+        ("ours_graph", "forward"): (tf.function(fwd), inputs),
+        ("ours_xla", "forward"): (tf.function(fwd, jit_compile=True), inputs),
+        ("ours_graph", "train"): (loop.Step(strategy, loss_fn, variables, optimizer, batch, jit_compile=False),
+                                  batch_with_labels),
+        ("ours_xla", "train"): (loop.Step(strategy, loss_fn, variables, optimizer, batch, jit_compile=True),
+                                batch_with_labels),
+    }
+
+    def runner(fn, x):
+        def run():
+            out = fn(x)
+            _ = [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
+        return run
+
+    params = sum(int(np.prod(v.shape)) for v in enc.weights)
+    return {k: runner(fn, x) for k, (fn, x) in fns.items()}, params
+
+
+def build_torch(shape: dict, batch: int, seq: int, vocab: int):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=vocab, hidden_size=shape["hidden_size"], num_hidden_layers=shape["num_layers"],
+                     num_attention_heads=shape["num_heads"], intermediate_size=shape["intermediate_size"],
+                     num_labels=2, attn_implementation="sdpa")
+    model = BertForSequenceClassification(cfg)
+    bert = model.bert
+    rng = np.random.default_rng(0)
+    inputs = {"input_ids": torch.from_numpy(rng.integers(1000, vocab, (batch, seq))),
+              "attention_mask": torch.ones((batch, seq), dtype=torch.long),
+              "token_type_ids": torch.zeros((batch, seq), dtype=torch.long)}
+    labels = torch.from_numpy(rng.integers(0, 2, batch))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-8)
+
+    def forward():
+        bert.eval()
+        with torch.inference_mode():
+            bert(**inputs)
+
+    def train():
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        out = model(**inputs, labels=labels)
+        out.loss.backward()
+        optimizer.step()
+
+    return {("pytorch", "forward"): forward, ("pytorch", "train"): train}, \
+        bert.config._attn_implementation
+
+
+def bench_shape(name: str, shape: dict, args) -> dict:
+    fns, params = build_ours(shape, args.batch, args.seq, args.vocab)
+    tfns, attn = build_torch(shape, args.batch, args.seq, args.vocab)
+    fns.update(tfns)
+    repeats = {"forward": args.repeats if name == "minilm" else args.repeats_large,
+               "train": args.repeats if name == "minilm" else args.repeats_large}
+    flops = forward_flops(shape, args.batch, args.seq)
+    result = {"shape": shape, "batch": args.batch, "seq": args.seq, "encoder_params": params,
+              "pytorch_attn_implementation": attn, "forward_gflop": round(flops / 1e9, 1),
+              "train_gflop_approx": round(3 * flops / 1e9, 1), "phases": {}}
+    for phase in ("forward", "train"):
+        first = {}
+        for impl in IMPLS:  # warm-up: traces, XLA compiles, optimizer slots
+            t = time.perf_counter()
+            fns[(impl, phase)]()
+            first[impl] = round(time.perf_counter() - t, 3)
+        for impl in IMPLS:  # a second untimed call: allocator and thread pools settle
+            fns[(impl, phase)]()
+        times = {impl: [] for impl in IMPLS}
+        for r in range(repeats[phase]):
+            order = IMPLS if r % 2 == 0 else IMPLS[::-1]
+            for impl in order:
+                t = time.perf_counter()
+                fns[(impl, phase)]()
+                times[impl].append(time.perf_counter() - t)
+            print(f"{name} {phase} repeat {r + 1}: " + ", ".join(f"{k} {times[k][-1]:.3f}s" for k in IMPLS),
+                  flush=True)
+        work = flops * (3 if phase == "train" else 1)
+        rows = {}
+        for impl in IMPLS:
+            m = median(times[impl])
+            rows[impl] = {"median_s": round(m, 4), "min_s": round(min(times[impl]), 4),
+                          "times_s": [round(x, 4) for x in times[impl]], "first_call_s": first[impl],
+                          "seq_per_s": round(args.batch / m, 2), "gflops": round(work / m / 1e9, 1),
+                          "ratio_vs_pytorch": None}
+        for impl in IMPLS:
+            rows[impl]["ratio_vs_pytorch"] = round(rows[impl]["median_s"] / rows["pytorch"]["median_s"], 3)
+        result["phases"][phase] = {"repeats": repeats[phase], "impls": rows}
+    del fns, tfns
+    gc.collect()
+    return result
+
+
+def plot(record: dict, path) -> None:
+    plt = matplotlib_pyplot()
+    shapes = list(record["shapes"])
+    phases = ("forward", "train")
+    fig, axes = plt.subplots(1, 2 * len(shapes), figsize=(3.3 * 2 * len(shapes), 3.6), squeeze=False)
+    colors = {"ours_graph": "tab:blue", "ours_xla": "tab:cyan", "pytorch": "tab:orange"}
+    peak = max(v["gflops"] for k, v in record["matmul_2048"].items() if isinstance(v, dict))
+    for i, (shape, phase) in enumerate((s, p) for s in shapes for p in phases):
+        ax = axes[0][i]
+        rows = record["shapes"][shape]["phases"][phase]["impls"]
+        vals = [rows[k]["seq_per_s"] for k in IMPLS]
+        bars = ax.bar(range(len(IMPLS)), vals, color=[colors[k] for k in IMPLS])
+        for b, k in zip(bars, IMPLS):
+            ax.text(b.get_x() + b.get_width() / 2, b.get_height(),
+                    f"{rows[k]['seq_per_s']:.1f}\n{rows[k]['gflops'] / peak:.0%} pk", ha="center", va="bottom",
+                    fontsize=7)
+        ax.set_xticks(range(len(IMPLS)), ["graph", "XLA", "PyTorch"], fontsize=8)
+        ax.set_title(f"{shape} {'training step' if phase == 'train' else 'forward'}", fontsize=9)
+        ax.set_ylim(0, max(vals) * 1.3)
+        if i == 0:
+            ax.set_ylabel("sequences / s (batch 32 x 128)")
+    fig.suptitle(f"Encoder throughput, {record['machine']['cpu']} ({record['machine']['cores']} cores), float32; "
+                 f"'pk' = fraction of the {peak:.0f} GFLOP/s matmul rate", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shapes", default="minilm,bert-base")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--vocab", type=int, default=30522)
+    p.add_argument("--repeats", type=int, default=7, help="timed repeats per phase at the MiniLM shape")
+    p.add_argument("--repeats_large", type=int, default=3, help="timed repeats per phase at the BERT-base shape")
+    p.add_argument("--out", default="encoder")
+    args = p.parse_args()
+    quiet_tf()
+    import tensorflow as tf  # noqa: F401
+    import torch
+
+    t0 = time.time()
+    record = {"benchmark": "encoder", "date": now(), "command": command(), "machine": machine(),
+              "versions": versions(), "threads": {"torch": torch.get_num_threads(),
+                                                  "tf_intra_op": tf.config.threading.get_intra_op_parallelism_threads()},
+              "precision": "float32", "matmul_2048": matmul_rate(), "shapes": {}}
+    print("matmul:", record["matmul_2048"], flush=True)
+    for name in args.shapes.split(","):
+        record["shapes"][name] = bench_shape(name, SHAPES[name], args)
+        print(name, {ph: {k: (v["median_s"], v["ratio_vs_pytorch"]) for k, v in d["impls"].items()}
+                     for ph, d in record["shapes"][name]["phases"].items()}, flush=True)
+    record["matmul_2048_after"] = matmul_rate()
+    record["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    record["wall_s"] = round(time.time() - t0, 1)
+    record["load_average_at_end"] = [round(x, 2) for x in __import__("os").getloadavg()]
+    write_json(f"{args.out}.json", record)
+    plot(record, RESULTS / f"{args.out}_throughput.png")
+    print(f"wrote {RESULTS / (args.out + '.json')} and {args.out}_throughput.png in {record['wall_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
