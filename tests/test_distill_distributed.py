@@ -46,6 +46,7 @@ def _student_weights(model_dir):
 def test_two_replicas_match_one(tiny):
     root, teacher, task = tiny
     common = dict(student_dropout=0.0, distil_epochs=1, ft_epochs=1, deterministic=True, mode="default",
+                  num_hidden_layers=1,
                   student_learning_rate=1e-4, teacher_learning_rate=1e-4)
     # Same global batch: 16 on one replica, 2 x 8 on two.
     one = config(task, teacher, root / "one", teacher_model_dir=str(root / "t1"), **common)
@@ -80,7 +81,7 @@ def test_two_workers_on_localhost_finish(tiny):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     cfg = config(task, teacher, root / "mw", teacher_model_dir=str(root / "tmw"), strategy="multi_worker",
-                 distil_epochs=1, ft_epochs=1, teacher_batch_size=8, student_distil_batch_size=8,
+                 distil_epochs=1, ft_epochs=1, num_hidden_layers=1, teacher_batch_size=8, student_distil_batch_size=8,
                  student_ft_batch_size=8)
     procs = [_run(cfg, env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
                   background=True) for i in range(2)]

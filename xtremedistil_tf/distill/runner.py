@@ -513,9 +513,9 @@ class Distillation:
         better = best is None or (value >= best["score"] if c.faithful else value > best["score"])
         if better:
             self.state["selected"] = {"stage": stage.index, "split": split, "metric": metric, "score": value}
-            if self.chief:
-                with io.atomic_path(self._path("checkpoints", "selected.npz")) as tmp, open(tmp, "wb") as f:
-                    np.savez(f, *get_weights(self.student))
+            # Every worker keeps its own copy (non-chief workers in a temporary folder): all of them finish.
+            with io.atomic_path(self._path("checkpoints", "selected.npz")) as tmp, open(tmp, "wb") as f:
+                np.savez(f, *get_weights(self.student))
 
     def _prune_checkpoints(self, finished: int):
         if not self.chief:

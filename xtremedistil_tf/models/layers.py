@@ -134,17 +134,20 @@ class SelfAttention(keras.layers.Layer):
             dense.build((None, None, self.hidden_size))
         super().build(input_shape)
 
-    def _split(self, x):
-        b, t = tf.shape(x)[0], tf.shape(x)[1]
+    def _split(self, x, b, t):
         return tf.transpose(tf.reshape(x, [b, t, self.num_heads, self.head_size]), [0, 2, 1, 3])
 
     def call(self, x, mask_bias, training=False):
-        q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
+        # Batch and length are read from the layer's input, not from the Dense outputs: tf2onnx rewrites a Dense on
+        # a 3-D input into a 2-D MatMul and then feeds the Shape of the 2-D tensor to these Reshapes, which
+        # ONNX Runtime rejects at run time (input [B*T, H] cannot be reshaped to [B*T, H, heads, size]).
+        b, t = tf.shape(x)[0], tf.shape(x)[1]
+        q, k, v = (self._split(self.query(x), b, t), self._split(self.key(x), b, t),
+                   self._split(self.value(x), b, t))
         scores = tf.matmul(q, k, transpose_b=True)
         scores = tf.cast(scores, "float32") * (1.0 / math.sqrt(self.head_size)) + tf.cast(mask_bias, "float32")
         probs = tf.nn.softmax(scores, axis=-1)
         context = tf.matmul(self.dropout(tf.cast(probs, v.dtype), training=training), v)
-        b, t = tf.shape(x)[0], tf.shape(x)[1]
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [b, t, self.hidden_size])
         return context, probs
 

@@ -3,7 +3,9 @@
 The model is a Hugging Face folder or hub id, a folder written by this project (`save_keras`, a distilled
 `model_dir` of run_distillation.py, or its `teacher/` folder). The training is the distiller's own: the loop of
 `train/loop.py` and the early-stopping phase of `train/phase.py` (checkpointed every epoch, so rerunning the same
-command after a crash resumes), as in the distiller's teacher fine-tuning. The best epoch on dev is kept.
+command after a crash resumes), as in the distiller's teacher fine-tuning. The best epoch on dev is kept. A
+model whose head already fits the task (same kind and labels: a distilled student on its own task, an exported
+fine-tuned model) keeps it; otherwise a new head is trained. `--epochs=0` only evaluates.
 
 Outputs in `output_dir`: `metrics.json` (configuration, data counts, per-epoch loss and dev metrics, the final
 dev metrics, MNLI matched and mismatched, test metrics when the test split has labels), `run.log`, the model as a
