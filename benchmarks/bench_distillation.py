@@ -74,6 +74,10 @@ def parse_time_v(text: str) -> dict:
     m = re.search(r"Percent of CPU this job got: (\d+)%", text)
     if m:
         out["cpu_percent"] = int(m.group(1))
+    user = re.search(r"User time \(seconds\): ([\d.]+)", text)
+    system = re.search(r"System time \(seconds\): ([\d.]+)", text)
+    if user and system:
+        out["cpu_s"] = round(float(user.group(1)) + float(system.group(1)), 1)
     m = re.search(r"Exit status: (\d+)", text)
     if m:
         out["exit_status"] = int(m.group(1))
@@ -159,7 +163,7 @@ def run_reference(name: str, config: str, seed: int, runs_dir: Path) -> tuple[Pa
     return model_dir, log
 
 
-def baseline_one(seed: int, epochs: int, patience: int, out: Path, model_dir: Path) -> int:
+def baseline_one(seed: int, epochs: int, patience: int, out: Path, model_dir: Path, lr: float = 0.0) -> int:
     """One labels-only run (called in a subprocess, so its peak RSS is its own)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from absl import logging
@@ -206,12 +210,17 @@ def baseline_one(seed: int, epochs: int, patience: int, out: Path, model_dir: Pa
     return 0
 
 
-def run_baseline(seeds: list[int], epochs: int, patience: int, runs_dir: Path) -> list[dict]:
+def baseline_name(lr: float, seed: int) -> str:
+    return f"baseline_lr{lr:g}_s{seed}"
+
+
+def run_baseline(seeds: list[int], epochs: int, patience: int, runs_dir: Path, lr: float) -> list[dict]:
     out = []
     for seed in seeds:
-        res = runs_dir / f"baseline_s{seed}.json"
+        res = runs_dir / f"{baseline_name(lr, seed)}.json"
         cmd = [sys.executable, os.path.abspath(__file__), "--_baseline_one", str(seed), "--baseline_epochs",
-               str(epochs), "--baseline_patience", str(patience), "--runs_dir", str(runs_dir)]
+               str(epochs), "--baseline_patience", str(patience), "--baseline_lr", str(lr), "--runs_dir",
+               str(runs_dir)]
         t = time.time()
         proc = subprocess.Popen(cmd, cwd=REPO)
         _, status, usage = os.wait4(proc.pid, 0)
@@ -221,7 +230,7 @@ def run_baseline(seeds: list[int], epochs: int, patience: int, runs_dir: Path) -
         rec = json.loads(res.read_text())
         rec["process_wall_s"] = round(time.time() - t, 1)
         rec["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
-        print(f"baseline seed {seed}: dev {rec['dev']:.4f} test {rec['test']:.4f}, {rec['epochs_run']} epochs, "
+        print(f"baseline lr {lr:g} seed {seed}: dev {rec['dev']:.4f} test {rec['test']:.4f}, {rec['epochs_run']} epochs, "
               f"{rec['process_wall_s']} s, peak RSS {rec['peak_rss_mb']} MB", flush=True)
         out.append(rec)
     return out
@@ -254,7 +263,9 @@ def summarize(runs: list[dict], baseline: list[dict]) -> dict:
         entry = {"runs": [r["name"] for r in rs], "seeds": [r["seed"] for r in rs],
                  "teacher_test_mean": _mean_sd([r["teacher"].get("test") for r in rs])[0],
                  "test_mean": test[0], "test_sd": test[1], "dev_mean": dev[0], "dev_sd": dev[1],
-                 "wall_s": walls, "peak_rss_mb": [r.get("peak_rss_mb") for r in rs if r.get("peak_rss_mb")]}
+                 "wall_s": walls, "peak_rss_mb": [r.get("peak_rss_mb") for r in rs if r.get("peak_rss_mb")],
+                 "cpu_s": [r.get("cpu_s") for r in rs if r.get("cpu_s")],
+                 "cpu_percent": [r.get("cpu_percent") for r in rs if r.get("cpu_percent")]}
         if key == "faithful":
             ok = abs(test[0] - 0.672) <= 0.02
             entry["target"] = TARGETS["faithful"]
@@ -266,13 +277,16 @@ def summarize(runs: list[dict], baseline: list[dict]) -> dict:
             entry["target_met"] = {"accuracy": test[0] >= 0.78, "three_seeds": len(rs) >= 3, "time": time_ok,
                                    "all": acc_ok and time_ok}
         summary[key] = entry
-    if baseline:
-        test = _mean_sd([b["test"] for b in baseline])
-        dev = _mean_sd([b["dev"] for b in baseline])
-        summary["labels_only"] = {"seeds": [b["seed"] for b in baseline], "test_mean": test[0], "test_sd": test[1],
-                                  "dev_mean": dev[0], "dev_sd": dev[1],
-                                  "wall_s": [b["process_wall_s"] for b in baseline],
-                                  "peak_rss_mb": [b["peak_rss_mb"] for b in baseline]}
+    by_lr = {}
+    for b in baseline:
+        by_lr.setdefault(b["learning_rate"], []).append(b)
+    for lr, bs in by_lr.items():
+        test = _mean_sd([b["test"] for b in bs])
+        dev = _mean_sd([b["dev"] for b in bs])
+        summary[f"labels_only_lr{lr:g}"] = {"learning_rate": lr, "seeds": [b["seed"] for b in bs],
+                                            "test_mean": test[0], "test_sd": test[1], "dev_mean": dev[0],
+                                            "dev_sd": dev[1], "wall_s": [b["process_wall_s"] for b in bs],
+                                            "peak_rss_mb": [b["peak_rss_mb"] for b in bs]}
     return summary
 
 
@@ -280,15 +294,18 @@ def markdown(record: dict) -> str:
     runs, summary, baseline = record["runs"], record["summary"], record["baseline"]
     lines = ["### Summary (final model; accuracy on sst2-small dev 436 / test 436)", "",
              "| configuration | seeds | teacher test | student dev | student test | wall time (whole command) "
-             "| peak RSS | target (issue 4) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    order = ["faithful", "faithful_compress", "default", "default_compress", "labels_only"]
+             "| CPU time (avg CPU % of one core) | peak RSS | target (issue 4) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    order = ["faithful", "faithful_compress", "default", "default_compress"] + sorted(
+        k for k in summary if k.startswith("labels_only"))
     for key in order:
         if key not in summary:
             continue
         s = summary[key]
         walls = ", ".join(f"{w / 60:.1f}" for w in s.get("wall_s", [])) or "-"
         rss = ", ".join(f"{m / 1024:.2f}" for m in s.get("peak_rss_mb", [])) or "-"
+        cpu = ", ".join(f"{c / 60:.1f} ({p}%)" for c, p in zip(s.get("cpu_s", []), s.get("cpu_percent", [])))
+        cpu = cpu + " min" if cpu else "-"
         target = "-"
         if "target_met" in s:
             met = s["target_met"]
@@ -297,14 +314,19 @@ def markdown(record: dict) -> str:
                 target = "; ".join(f"{n}: {'met' if ok else '**missed**'}" for n, ok in parts)
             else:
                 target = f"within 0.02 of 0.672: {'met' if met else '**missed**'}"
-        label = {"labels_only": "labels only (no teacher), baseline"}.get(key, key.replace("_", " + "))
+        label = (f"labels only (no teacher), lr {s['learning_rate']:g}" if key.startswith("labels_only")
+                 else key.replace("_", " + "))
         lines.append(f"| {label} | {','.join(map(str, s['seeds']))} | {_fmt(s.get('teacher_test_mean'))} | "
                      f"{_fmt(s['dev_mean'], s['dev_sd'])} | {_fmt(s['test_mean'], s['test_sd'])} | {walls} min | "
-                     f"{rss} GB | {target} |")
+                     f"{cpu} | {rss} GB | {target} |")
     o = ORIGINAL_RELEASE
     lines.append(f"| original release (TF 2.3.1), faithful flags | 42 | {o['teacher_test']} | {o['student_dev']} | "
-                 f"{o['student_test']} | {o['wall_min'][0]}-{o['wall_min'][1]} min | "
+                 f"{o['student_test']} | {o['wall_min'][0]}-{o['wall_min'][1]} min | - | "
                  f"{o['peak_rss_gb'][0]}-{o['peak_rss_gb'][1]} GB | (the target) |")
+    missing = [k for k in CONFIGS if k not in summary]
+    if missing:
+        lines += ["", "Not run for this table: " + ", ".join(f"`{k}` ({' '.join(CONFIGS[k])})" for k in missing)
+                  + f"; run them with `python benchmarks/bench_distillation.py --run {','.join(missing)}`."]
     lines += ["", "### Per run and stage (wall seconds; dev / test accuracy after the stage)", ""]
     for r in runs:
         sel = r["selected_stage"]
@@ -324,10 +346,10 @@ def markdown(record: dict) -> str:
         lines.append("")
     if baseline:
         lines += ["### Labels-only baseline, per seed", "",
-                  "| seed | epochs run (max) | best dev epoch | dev | test | wall s (process) | peak RSS MB |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "| lr | seed | epochs run (max) | best dev epoch | dev | test | wall s (process) | peak RSS MB |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for b in baseline:
-            lines.append(f"| {b['seed']} | {b['epochs_run']} ({b['epochs_max']}) | {b['best_dev_epoch']} | "
+            lines.append(f"| {b['learning_rate']:g} | {b['seed']} | {b['epochs_run']} ({b['epochs_max']}) | {b['best_dev_epoch']} | "
                          f"{_fmt(b['dev'])} | {_fmt(b['test'])} | {b['process_wall_s']} | {b['peak_rss_mb']} |")
         lines.append("")
     return "\n".join(lines) + "\n"
@@ -355,17 +377,20 @@ def main() -> int:
     p.add_argument("--baseline_seeds", default="1,2,3", help="labels-only baseline seeds ('' to skip)")
     p.add_argument("--baseline_epochs", type=int, default=10)
     p.add_argument("--baseline_patience", type=int, default=2)
+    p.add_argument("--baseline_lrs", default="1e-3,1e-4",
+                   help="learning rates of the baseline (1e-3: the default mode's from-scratch rate)")
+    p.add_argument("--baseline_lr", type=float, default=1e-3, help=argparse.SUPPRESS)
     p.add_argument("--reuse_baseline", action="store_true",
-                   help="read baseline_s<seed>.json already in --runs_dir instead of training again")
+                   help="read baseline_lr<lr>_s<seed>.json already in --runs_dir instead of training again")
     p.add_argument("--plots_from", default="", help="run whose stage plots go to results/ (default: the first)")
     p.add_argument("--_baseline_one", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     runs_dir = Path(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     if args._baseline_one is not None:
+        name = baseline_name(args.baseline_lr, args._baseline_one)
         return baseline_one(args._baseline_one, args.baseline_epochs, args.baseline_patience,
-                            runs_dir / f"baseline_s{args._baseline_one}.json",
-                            runs_dir / f"baseline_s{args._baseline_one}")
+                            runs_dir / f"{name}.json", runs_dir / name, args.baseline_lr)
 
     logs = dict(x.split("=", 1) for x in args.logs)
     runs = []
@@ -378,20 +403,23 @@ def main() -> int:
             model_dir, log = run_reference(name, config, seed, runs_dir)
             runs.append(read_run(name, model_dir, log))
     seeds = [int(s) for s in args.baseline_seeds.split(",") if s.strip()]
-    if args.reuse_baseline:
-        baseline = [json.loads((runs_dir / f"baseline_s{s}.json").read_text()) for s in seeds]
-    else:
-        baseline = run_baseline(seeds, args.baseline_epochs, args.baseline_patience, runs_dir) if seeds else []
-        for b in baseline:
-            (runs_dir / f"baseline_s{b['seed']}.json").write_text(json.dumps(b, indent=2))
+    lrs = [float(x) for x in args.baseline_lrs.split(",") if x.strip()]
+    baseline = []
+    for lr in lrs if seeds else []:
+        if args.reuse_baseline:
+            baseline += [json.loads((runs_dir / f"{baseline_name(lr, s)}.json").read_text()) for s in seeds]
+            continue
+        for b in run_baseline(seeds, args.baseline_epochs, args.baseline_patience, runs_dir, lr):
+            (runs_dir / f"{baseline_name(lr, b['seed'])}.json").write_text(json.dumps(b, indent=2))
+            baseline.append(b)
     import tensorflow  # noqa: F401 - for the version record
     record = {"benchmark": "distillation", "date": now(), "command": command(), "machine": machine(),
               "versions": versions(), "reference_flags": " ".join(REFERENCE_FLAGS), "configs": CONFIGS,
               "targets": TARGETS, "original_release": ORIGINAL_RELEASE, "runs": runs, "baseline": baseline,
               "baseline_setup": {"epochs_max": args.baseline_epochs, "patience": args.baseline_patience,
+                                 "learning_rates": lrs,
                                  "student": "2x128, 2 heads, FFN 512, BERT head, PCA-compressed MiniLM word "
-                                            "embeddings, lr 1e-3, batch 32, every layer trainable, best dev "
-                                            "epoch kept"}}
+                                            "embeddings, batch 32, every layer trainable, best dev epoch kept"}}
     record["summary"] = summarize(runs, baseline)
     plot_run = next((r for r in runs if r["name"] == args.plots_from), runs[0] if runs else None)
     record["plots"] = copy_plots(plot_run) if plot_run else []

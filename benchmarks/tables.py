@@ -1,6 +1,8 @@
-"""Prints the markdown tables of benchmarks/README.md from the JSON files in benchmarks/results/.
+"""Prints the markdown tables of benchmarks/README.md from the JSON files in benchmarks/results/, or rewrites
+the README's generated blocks (between `<!-- BEGIN name -->` and `<!-- END name -->`) in place.
 
     python benchmarks/tables.py [encoder|inference|scaling|distillation ...]
+    python benchmarks/tables.py --update-readme
 """
 from __future__ import annotations
 
@@ -96,7 +98,20 @@ def distillation() -> str:
     return path.read_text() if path.exists() else "(no results/distillation.md)\n"
 
 
+def update_readme() -> None:
+    import re
+    readme = RESULTS.parent / "README.md"
+    text = readme.read_text()
+    for name in ("encoder", "inference", "scaling", "distillation"):
+        block = f"<!-- BEGIN {name} -->\n" + globals()[name]() + f"<!-- END {name} -->"
+        text = re.sub(rf"<!-- BEGIN {name} -->.*?<!-- END {name} -->", lambda _: block, text, flags=re.S)
+    readme.write_text(text)
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--update-readme"]:
+        update_readme()
+        return 0
     which = sys.argv[1:] or ["encoder", "inference", "scaling", "distillation"]
     for name in which:
         print(f"<!-- {name} -->")

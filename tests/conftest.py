@@ -44,3 +44,20 @@ def shared_data_dir() -> Path:
     if path is None:
         pytest.skip("real data folder (../shared/data or $XTREMEDISTIL_DATA) is absent")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _restore_absl_logging():
+    """Command-line entry points called in-process set absl's verbosity (convert's quiet mode sets ERROR);
+    restore it so later tests that read logs through caplog see them."""
+    from absl import logging as absl_logging
+    logger = absl_logging.get_absl_logger()
+    verbosity, level, propagate = absl_logging.get_verbosity(), logger.level, logger.propagate
+    handlers = list(logger.handlers)
+    yield
+    absl_logging.set_verbosity(verbosity)
+    logger.setLevel(level)
+    logger.propagate = propagate
+    for h in list(logger.handlers):
+        if h not in handlers:
+            logger.removeHandler(h)

@@ -244,7 +244,8 @@ def test_missing_unexpected_and_misshapen_weights_in_one_error(tmp_path):
     msg = str(err.value)
     assert "missing (2): encoder.layer.1.attention.self.key.bias, pooler.dense.bias" in msg
     assert "unexpected (1): encoder.layer.0.attention.self.rel_bias" in msg
-    assert "wrong shape (1): encoder.layer.0.intermediate.dense.weight: checkpoint (32, 40) vs model (32, 37)" in msg
+    # shapes in the checkpoint's own (PyTorch [out, in]) layout
+    assert "wrong shape (1): encoder.layer.0.intermediate.dense.weight: checkpoint (40, 32) vs model (37, 32)" in msg
 
 
 def test_unused_head_is_reported_not_fatal(tmp_path):
