@@ -57,3 +57,16 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
     return resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def set_up_runtime(*, seed: int, deterministic: bool, opt_policy: str, strategy: str, tpu: str | None,
+                   fixed_shapes: bool):
+    """Seeds, op determinism, precision policy and strategy, as every entry point needs them. Returns
+    (strategy, whether this process is the chief, whether batches may be cut to their longest example)."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    set_precision(opt_policy)
+    chosen = make_strategy(strategy, tpu or None)
+    trim = not (fixed_shapes or isinstance(chosen, tf.distribute.TPUStrategy))
+    return chosen, is_chief(chosen), trim

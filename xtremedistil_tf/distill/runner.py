@@ -27,7 +27,7 @@ from xtremedistil_tf.distill.student import build_student
 from xtremedistil_tf.distill.teacher import (TEACHER_CONFIG, TEACHER_WEIGHTS, TeacherOutputCache, build_teacher,
                                              has_saved_teacher, load_model, save_model, weights_id)
 from xtremedistil_tf.errors import ConfigError
-from xtremedistil_tf.strategy import is_chief, make_strategy, set_precision
+from xtremedistil_tf.strategy import set_up_runtime
 from xtremedistil_tf.train import loop
 from xtremedistil_tf.train.checkpoint import PhaseCheckpoint, get_weights, set_weights
 from xtremedistil_tf.train.evaluate import main_metric, score_logits
@@ -76,14 +76,10 @@ class Distillation:
         c = self.config
         c.validate_flags()
         c.validate_paths()
-        keras.utils.set_random_seed(c.seed)
-        if c.deterministic:
-            tf.config.experimental.enable_op_determinism()
-        set_precision(c.opt_policy)
-        self.strategy = make_strategy(c.strategy, c.tpu or None)
-        self.trim = not (c.fixed_shapes or isinstance(self.strategy, tf.distribute.TPUStrategy))
+        self.strategy, self.chief, self.trim = set_up_runtime(
+            seed=c.seed, deterministic=c.deterministic, opt_policy=c.opt_policy, strategy=c.strategy, tpu=c.tpu,
+            fixed_shapes=c.fixed_shapes)
         self.replicas = self.strategy.num_replicas_in_sync
-        self.chief = is_chief(self.strategy)
         self.model_dir = c.model_dir if self.chief else tempfile.mkdtemp(prefix="xtremedistil-worker-")
         self.teacher_dir = (c.teacher_model_dir or os.path.join(c.model_dir, "teacher")) if self.chief \
             else os.path.join(self.model_dir, "teacher")

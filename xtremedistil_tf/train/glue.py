@@ -318,18 +318,11 @@ class GlueRun:
         """Returns the metrics of a finished run in output_dir with the same flags (nothing to do), else None."""
         c = self.config
         c.validate()
-        import keras
-        import tensorflow as tf
-
-        from xtremedistil_tf.strategy import is_chief, make_strategy, set_precision
-        keras.utils.set_random_seed(c.seed)
-        if c.deterministic:
-            tf.config.experimental.enable_op_determinism()
-        set_precision(c.opt_policy)
-        self.strategy = make_strategy(c.strategy, c.tpu or None)
+        from xtremedistil_tf.strategy import set_up_runtime
+        self.strategy, self.chief, self.trim = set_up_runtime(
+            seed=c.seed, deterministic=c.deterministic, opt_policy=c.opt_policy, strategy=c.strategy, tpu=c.tpu,
+            fixed_shapes=c.fixed_shapes)
         self.replicas = self.strategy.num_replicas_in_sync
-        self.chief = is_chief(self.strategy)
-        self.trim = not (c.fixed_shapes or isinstance(self.strategy, tf.distribute.TPUStrategy))
         self.output_dir = c.output_dir if self.chief else tempfile.mkdtemp(prefix="run-glue-worker-")
         if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
             raise ConfigError(f"--output_dir={c.output_dir}: exists and is not a folder")
