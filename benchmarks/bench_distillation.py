@@ -184,7 +184,7 @@ def baseline_one(seed: int, epochs: int, patience: int, out: Path, model_dir: Pa
                        num_attention_heads=2, seq_len=64, teacher_batch_size=32, student_distil_batch_size=64,
                        student_ft_batch_size=32, ft_epochs=epochs, distil_epochs=1, patience=patience,
                        distil_chunk_size=8000, mode="default", seed=seed, compress_word_embedding=True,
-                       export_hf=False, export_saved_model=False, log_every=0)
+                       export_hf=False, export_saved_model=False, log_every=0, student_learning_rate=lr)
     d = Distillation(cfg)
     d.setup()
     d.load_data()  # tokenizes the task (and caches the transfer file, unused here)

@@ -75,7 +75,11 @@ def one_size(lines: int, work: Path, teacher_dir: Path, out: Path, seed: int) ->
     teacher_out_s = []
     original = d.teacher_outputs
 
+    rss_trace = []  # (stage, chunk, RSS MB) each time a chunk is loaded: shows whether memory grows per chunk
+    current = {"stage": 0}
+
     def timed_teacher_outputs(index):
+        rss_trace.append([current["stage"], index, round(rss_mb(), 1)])
         cached = os.path.exists(d.teacher_cache.path(index))
         t0 = time.time()
         res = original(index)
@@ -93,6 +97,7 @@ def one_size(lines: int, work: Path, teacher_dir: Path, out: Path, seed: int) ->
     rss["per_stage"] = {}
     for stage in (Stage(1, "representation", ("student", "dense")), Stage(2, "logits", ("head",))):
         before = len(teacher_out_s)
+        current["stage"] = stage.index
         t = time.time()
         result, _, _ = d.run_stage(stage, None)
         wall = time.time() - t
@@ -114,7 +119,8 @@ def one_size(lines: int, work: Path, teacher_dir: Path, out: Path, seed: int) ->
                            "stage1_student_training": round((stages[1]["wall_s"] - stages[1]["teacher_outputs_s"])
                                                             / n * 1000, 2),
                            "stage2": round(stages[2]["wall_s"] / n * 1000, 2)},
-              "rss_mb": rss, "process_wall_s": round(time.time() - t_all, 1),
+              "rss_mb": rss, "rss_trace_stage_chunk_mb": rss_trace + [[0, -1, round(rss_mb(), 1)]],
+              "process_wall_s": round(time.time() - t_all, 1),
               "student_params": int(sum(np.prod(v.shape) for v in d.student.weights))}
     out.write_text(json.dumps(record, indent=2))
     shutil.rmtree(model_dir, ignore_errors=True)
