@@ -132,7 +132,7 @@ def plot(record: dict, path: Path) -> None:
     plt = matplotlib_pyplot()
     rows = record["sizes"]
     xs = [r["lines"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
     ax = axes[0]
     parts = (("teacher_outputs", "teacher outputs"), ("stage1_student_training", "stage 1 student"),
              ("stage2", "stage 2 (logits, head)"), ("tokenize", "tokenize"))
@@ -157,6 +157,15 @@ def plot(record: dict, path: Path) -> None:
     ax.set_ylabel("peak RSS, MB")
     ax.set_title("peak memory per transfer-set size", fontsize=9)
     ax.legend(fontsize=7)
+    ax = axes[2]
+    for r in rows:
+        trace = [t for t in r.get("rss_trace_stage_chunk_mb", []) if t[0] > 0]
+        if trace:
+            ax.plot(range(1, len(trace) + 1), [t[2] for t in trace], marker=".", label=f"{r['lines'] // 1000}k")
+    ax.set_xlabel("chunk loads (stage 1 chunks, then stage 2 chunks)")
+    ax.set_ylabel("RSS, MB")
+    ax.set_title("RSS each time a chunk is loaded", fontsize=9)
+    ax.legend(fontsize=7)
     fig.suptitle(f"Transfer-set scaling, {record['machine']['cpu']} ({record['machine']['cores']} cores), "
                  "chunks of 10,000", fontsize=9)
     fig.tight_layout()
@@ -172,9 +181,13 @@ def main() -> int:
                    "fine-tune one into the work folder first")
     p.add_argument("--workdir", default="")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--replot", action="store_true", help="only redraw results/scaling.png from scaling.json")
     p.add_argument("--_one", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--_out", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.replot:
+        plot(json.loads((RESULTS / "scaling.json").read_text()), RESULTS / "scaling.png")
+        return 0
     work = Path(args.workdir) if args.workdir else Path(tempfile.gettempdir()) / "bench_scaling"
     work.mkdir(parents=True, exist_ok=True)
     teacher_dir = Path(args.teacher_dir) if args.teacher_dir else work / "teacher"

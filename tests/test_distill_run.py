@@ -51,7 +51,8 @@ def test_run_end_to_end(setup, mode):
     for k, info in stages.items():
         # each stage's own loss on (a sample of) its training data, without dropout, before and after it
         before, after = info["train_loss_before"], info["train_loss_after"]
-        assert after < before or after < 1e-6, (k, before, after)  # (or already fitted exactly)
+        # (or already fitted: below 1e-4, dropout noise in training moves a loss that small either way)
+        assert after < before or after < 1e-4, (k, before, after)
     for name in ("xtremedistil-config.json", "xtremedistil.weights.h5", "word_embedding.npy", "metrics.json",
                  "student-config.json", "hf/config.json", "hf/model.safetensors", "saved_model/saved_model.pb",
                  "plots/stage_losses.png", "plots/stage_scores.png"):

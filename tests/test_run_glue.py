@@ -282,18 +282,3 @@ def test_distilled_model_dir(tmp_path, tiny_bert):
     other = run_glue(_config(folder, tmp_path / "out2", task="stsb", data_dir=str(_stsb_folder(tmp_path)), epochs=0,
                              export_hf=False, export_keras=False))
     assert other["head"] == "new" and other["kind"] == "regression"
-
-
-def test_length_grouped_order():
-    from xtremedistil_tf.train.glue import length_grouped_order
-    rng = np.random.RandomState(0)
-    lengths = rng.randint(3, 60, size=1003)
-    order = length_grouped_order(lengths, 10, seed=7, group=5)
-    assert sorted(order.tolist()) == list(range(1003))  # a permutation
-    assert np.array_equal(order, length_grouped_order(lengths, 10, seed=7, group=5))  # seeded
-    assert not np.array_equal(order, length_grouped_order(lengths, 10, seed=8, group=5))
-    blocks = lengths[order[:1000]].reshape(100, 10)
-    spread = (blocks.max(1) - blocks.min(1)).mean()
-    random_spread = np.ptp(lengths[rng.permutation(1003)[:1000]].reshape(100, 10), axis=1).mean()
-    assert spread < random_spread / 3  # batches of similar lengths: far less padding
-    assert len(length_grouped_order(lengths[:7], 10, seed=1)) == 7  # fewer examples than a batch

@@ -14,7 +14,7 @@ from xtremedistil_tf.errors import ConfigError
 MODES = ("default", "faithful")
 # Keys that do not change what is computed: a rerun may change them.
 RUNTIME_KEYS = ("strategy", "tpu", "verbose", "log_every", "export_saved_model", "export_hf", "fixed_shapes",
-                "jit_compile")
+                "jit_compile", "keep_checkpoints")
 
 
 @dataclasses.dataclass
@@ -60,17 +60,24 @@ class DistilConfig:
     deterministic: bool = False
     jit_compile: bool = False
     fixed_shapes: bool = False  # pad every batch to seq_len (TPU); else batches are cut to their longest example
+    group_by_length: bool = True  # default mode: batches of similar length (the faithful mode: random batches)
     strategy: str = "auto"
     tpu: str = ""
     verbose: bool = False
     log_every: int = 50
     export_hf: bool = True
     export_saved_model: bool = True
+    keep_checkpoints: bool = False  # keep every finished stage's checkpoint (by default only the last is kept)
 
     # ------------------------------------------------------------------------------------------------ derived values
     @property
     def faithful(self) -> bool:
         return self.mode == "faithful"
+
+    @property
+    def grouped_batches(self) -> bool:
+        """Training batches of similar length: the default mode's; the original drew random batches."""
+        return self.group_by_length and not self.faithful and not self.fixed_shapes
 
     @property
     def kind(self) -> str:

@@ -48,12 +48,18 @@ _HELP = {
     "jit_compile": "compile forward, loss and gradients with XLA",
     "fixed_shapes": "pad every batch to seq_len (always on TPU); otherwise each batch is cut to its longest "
                     "example, which gives the same numbers faster",
+    "group_by_length": "default mode: train on batches of examples of similar length (a seeded shuffle, then a "
+                       "sort by length within every 50 batches, batches in random order); with batches cut to "
+                       "their longest example this skips most padding (about 3x fewer tokens on SST-2). The "
+                       "faithful mode always draws random batches, as the original",
     "strategy": "auto, default, mirrored, multi_worker (TF_CONFIG) or tpu",
     "tpu": "TPU name or address for --strategy=tpu",
     "verbose": "show tracebacks on errors",
     "log_every": "log the loss every N steps",
     "export_hf": "write a Hugging Face folder of the student",
     "export_saved_model": "write a TF SavedModel of the student",
+    "keep_checkpoints": "keep every finished stage's checkpoint in model_dir/checkpoints (default: only the "
+                        "last), to inspect or continue from an intermediate stage",
 }
 
 

@@ -261,15 +261,7 @@ class Distillation:
         """Teacher logits and (for classification) first-token representation of one transfer chunk, cached."""
         c = self.config
         chunk = self.transfer.load_chunk(index, c.distil_chunk_size)
-        teacher = self.teacher
-        with_rep = self.kind != "ner" and not c.multi_hidden
-
-        def fn(batch):
-            out = teacher(batch, training=False)
-            result = {"logits": tf.cast(out["logits"], "float32")}
-            if with_rep:
-                result["rep_0"] = tf.cast(out["sequence_output"][:, 0], "float32")
-            return result
+        fn = self._teacher_outputs_fn()
 
         def compute():
             t0 = time.time()
@@ -281,6 +273,24 @@ class Distillation:
 
         outputs = self.teacher_cache.get(index, compute)
         return {**chunk, **{f"t_{k}": v for k, v in outputs.items()}}
+
+    def _teacher_outputs_fn(self):
+        """One function object per teacher, so every chunk reuses the compiled predict step: a new closure per
+        chunk retraced the teacher for each chunk and kept every trace (memory grew about 35 MB a chunk)."""
+        teacher = self.teacher
+        fns = self.__dict__.setdefault("_teacher_fns", {})
+        if id(teacher) not in fns:
+            with_rep = self.kind != "ner" and not self.config.multi_hidden
+
+            def fn(batch):
+                out = teacher(batch, training=False)
+                result = {"logits": tf.cast(out["logits"], "float32")}
+                if with_rep:
+                    result["rep_0"] = tf.cast(out["sequence_output"][:, 0], "float32")
+                return result
+
+            fns[id(teacher)] = fn
+        return fns[id(teacher)]
 
     # ------------------------------------------------------------------------------------------------ evaluation
     def evaluate(self, model, split: str) -> dict[str, float]:
@@ -309,7 +319,8 @@ class Distillation:
         n = len(data["input_ids"])
         ds = loop.dataset_from_arrays(data, gbs, shuffle=True, seed=seed,
                                       drop_remainder=not self.config.faithful and n >= gbs, trim=self.trim,
-                                      token_keys=self.token_keys)
+                                      token_keys=self.token_keys,
+                                      group_by_length=self.trim and self.config.grouped_batches)
         return loop.run_epoch(step, loop.distribute(self.strategy, ds),
                               description=f"{what} chunk {chunk} epoch {epoch + 1}", log_every=self.config.log_every)
 
@@ -514,7 +525,7 @@ class Distillation:
                 np.savez(f, *get_weights(self.student))
 
     def _prune_checkpoints(self, finished: int):
-        if not self.chief:
+        if not self.chief or self.config.keep_checkpoints:
             return
         for s in self.plan:
             if s.index < finished:

@@ -256,23 +256,6 @@ def warmup_linear_schedule(peak: float, warmup_steps: int, total_steps: int):
     return WarmupLinearDecay()
 
 
-# ------------------------------------------------------------------------------------------------- length groups
-def length_grouped_order(lengths: np.ndarray, global_batch_size: int, *, seed: int, group: int = 50) -> np.ndarray:
-    """An epoch's order of the examples such that consecutive `global_batch_size` blocks hold examples of similar
-    length (Hugging Face's group_by_length): a seeded shuffle, a sort by length within every `group` batches'
-    worth, then the whole batches in a seeded random order; the examples that do not fill a batch come last."""
-    rng = np.random.RandomState(seed % (2**32))
-    order = rng.permutation(len(lengths))
-    full = len(order) - len(order) % global_batch_size
-    batches = []
-    for start in range(0, full, global_batch_size * group):
-        chunk = order[start:min(start + global_batch_size * group, full)]
-        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches.extend(chunk[i:i + global_batch_size] for i in range(0, len(chunk), global_batch_size))
-    rng.shuffle(batches)
-    return np.concatenate(batches + [order[full:]]) if batches else order
-
-
 # ------------------------------------------------------------------------------------------------------------ NER
 def ner_word_tags(logits: np.ndarray, word_index: np.ndarray, examples, label_names) -> tuple[list[list[str]], int]:
     """Per-word predicted tags (the prediction at each word's first sub-token); words cut off by truncation, or
@@ -521,17 +504,13 @@ class GlueRun:
         ckpt = PhaseCheckpoint(self._path(CHECKPOINT_DIR), model, optimizer)
 
         token_keys = INPUTS + (("labels",) if kind == "ner" else ())
-        lengths = train["attention_mask"].sum(axis=1)
 
         def train_epoch(data, chunk, epoch):
             seed = unit_seed(c.seed, 0, chunk, epoch)
             reseed_dropout(model, seed)
-            grouped = c.group_by_length and self.trim
-            if grouped:
-                order = length_grouped_order(lengths, gbs, seed=seed)
-                data = {k: v[order] for k, v in data.items()}
-            ds = loop.dataset_from_arrays(data, gbs, shuffle=not grouped, seed=seed, drop_remainder=drop_remainder,
-                                          trim=self.trim, token_keys=token_keys)
+            ds = loop.dataset_from_arrays(data, gbs, shuffle=True, seed=seed, drop_remainder=drop_remainder,
+                                          trim=self.trim, token_keys=token_keys,
+                                          group_by_length=c.group_by_length and self.trim)
             return loop.run_epoch(step, loop.distribute(self.strategy, ds), description=f"{c.task} epoch {epoch + 1}",
                                   log_every=c.log_every)
 

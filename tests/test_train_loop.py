@@ -1,0 +1,83 @@
+"""The shared training loop: length-grouped batches and a step traced once for batches of any length."""
+import numpy as np
+import tensorflow as tf
+
+from xtremedistil_tf.train import loop
+from xtremedistil_tf.train.loop import length_grouped_order
+
+
+def test_length_grouped_order():
+    rng = np.random.RandomState(0)
+    lengths = rng.randint(3, 60, size=1003)
+    order = length_grouped_order(lengths, 10, seed=7, group=5)
+    assert sorted(order.tolist()) == list(range(1003))  # a permutation
+    assert np.array_equal(order, length_grouped_order(lengths, 10, seed=7, group=5))  # seeded
+    assert not np.array_equal(order, length_grouped_order(lengths, 10, seed=8, group=5))
+    blocks = lengths[order[:1000]].reshape(100, 10)
+    spread = (blocks.max(1) - blocks.min(1)).mean()
+    random_spread = np.ptp(lengths[rng.permutation(1003)[:1000]].reshape(100, 10), axis=1).mean()
+    assert spread < random_spread / 3  # batches of similar lengths: far less padding
+    assert len(length_grouped_order(lengths[:7], 10, seed=1)) == 7  # fewer examples than a batch
+
+
+def _arrays(n=300, seq_len=64, seed=0):
+    rng = np.random.RandomState(seed)
+    lengths = rng.randint(3, seq_len + 1, size=n)
+    mask = (np.arange(seq_len)[None, :] < lengths[:, None]).astype("int32")
+    ids = (rng.randint(5, 1000, size=(n, seq_len)) * mask).astype("int32")
+    ids[:, 0] = np.arange(n) + 1000  # a row id, to check coverage
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}, lengths
+
+
+def _tokens_and_rows(ds):
+    tokens, rows = 0, []
+    for b in ds:
+        tokens += int(np.prod(b["input_ids"].shape))
+        rows.extend(b["input_ids"][:, 0].numpy().tolist())
+    return tokens, rows
+
+
+def test_grouped_batches_cover_every_example_with_far_less_padding():
+    arrays, lengths = _arrays()
+    grouped = loop.dataset_from_arrays(arrays, 16, shuffle=True, seed=3, drop_remainder=False, trim=True,
+                                       group_by_length=True)
+    plain = loop.dataset_from_arrays(arrays, 16, shuffle=True, seed=3, drop_remainder=False, trim=True)
+    g_tokens, g_rows = _tokens_and_rows(grouped)
+    p_tokens, p_rows = _tokens_and_rows(plain)
+    assert sorted(g_rows) == sorted(p_rows) == list(range(1000, 1300))  # every example once
+    assert g_rows != p_rows
+    assert g_tokens < 0.7 * p_tokens
+    real = int(lengths.sum())
+    assert g_tokens >= real  # trimming never cuts a real token
+    # the same seed gives the same epoch; drop_remainder drops only the partial batch
+    assert _tokens_and_rows(loop.dataset_from_arrays(arrays, 16, shuffle=True, seed=3, drop_remainder=False,
+                                                     trim=True, group_by_length=True))[1] == g_rows
+    dropped = loop.dataset_from_arrays(arrays, 16, shuffle=True, seed=3, drop_remainder=True, trim=True,
+                                       group_by_length=True)
+    assert len(_tokens_and_rows(dropped)[1]) == 300 - 300 % 16
+
+
+def test_step_is_traced_once_for_batches_of_any_length():
+    arrays, _ = _arrays(n=200)
+    arrays["target"] = np.random.RandomState(1).normal(size=(200,)).astype("float32")
+    strategy = tf.distribute.get_strategy()
+    w = tf.Variable(0.5)
+    traces = []
+
+    def loss_fn(batch, training):
+        traces.append(1)
+        x = tf.reduce_sum(tf.cast(batch["attention_mask"], "float32"), axis=1) / 64.0
+        return tf.square(w * x - batch["target"])
+
+    opt = loop.make_optimizer(1e-2)
+    loop.build_optimizer(opt, [w], strategy)
+    step = loop.Step(strategy, loss_fn, [w], opt, 16)
+    ds = loop.dataset_from_arrays(arrays, 16, shuffle=True, seed=0, drop_remainder=False, trim=True,
+                                  group_by_length=True, token_keys=("input_ids", "attention_mask", "token_type_ids"))
+    shapes = {tuple(b["input_ids"].shape) for b in ds}
+    assert len(shapes) > 3  # batches of several lengths (and a partial last batch)
+    before = float(w.numpy())
+    loss = loop.run_epoch(step, ds, description="test", log_every=0)
+    loop.run_epoch(step, ds, description="test", log_every=0)
+    assert len(traces) == 1
+    assert np.isfinite(loss) and float(w.numpy()) != before
