@@ -130,6 +130,7 @@ def read_run(name: str, folder: Path, log: Path | None) -> dict:
                      "epochs": len(metrics.get("histories", {}).get(k, []))}
     run = {"name": name, "model_dir": str(folder), "mode": cfg["mode"],
            "compress_word_embedding": bool(cfg["compress_word_embedding"]), "seed": cfg["seed"],
+           "logit_loss": cfg.get("logit_loss", "mse"), "temperature": cfg.get("temperature", 1.0),
            "teacher": {s: metrics["teacher"][s]["accuracy"] for s in ("dev", "test") if s in metrics["teacher"]},
            "selected_stage": metrics["selected_stage"],
            "final": {s: metrics["final"][s]["accuracy"] for s in ("dev", "test") if s in metrics["final"]},
@@ -146,7 +147,10 @@ def read_run(name: str, folder: Path, log: Path | None) -> dict:
 
 
 def group_key(run: dict) -> str:
-    return run["mode"] + ("_compress" if run["compress_word_embedding"] else "")
+    key = run["mode"] + ("_compress" if run["compress_word_embedding"] else "")
+    if run.get("logit_loss", "mse") == "kl":
+        key += f"_kl_T{run.get('temperature', 1.0):g}"
+    return key
 
 
 # ---------------------------------------------------------------------------------------------------- running
@@ -267,9 +271,12 @@ def summarize(runs: list[dict], baseline: list[dict]) -> dict:
                  "cpu_s": [r.get("cpu_s") for r in rs if r.get("cpu_s")],
                  "cpu_percent": [r.get("cpu_percent") for r in rs if r.get("cpu_percent")]}
         if key == "faithful":
-            ok = abs(test[0] - 0.672) <= 0.02
+            # The original was run with seed 42 (PYTHONHASHSEED); other seeds show how much the seed decides.
+            per_seed = {r["seed"]: r["final"].get("test") for r in rs}
+            entry["test_per_seed"] = per_seed
             entry["target"] = TARGETS["faithful"]
-            entry["target_met"] = ok
+            entry["target_met"] = {"mean": abs(test[0] - 0.672) <= 0.02,
+                                   **({"seed_42": abs(per_seed[42] - 0.672) <= 0.02} if 42 in per_seed else {})}
         elif key == "default_compress":
             acc_ok = test[0] >= 0.78 and len(rs) >= 3
             time_ok = bool(walls) and max(walls) <= 360
@@ -297,7 +304,7 @@ def markdown(record: dict) -> str:
              "| CPU time (avg CPU % of one core) | peak RSS | target (issue 4) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     order = ["faithful", "faithful_compress", "default", "default_compress"] + sorted(
-        k for k in summary if k.startswith("labels_only"))
+        k for k in summary if "_kl_" in k) + sorted(k for k in summary if k.startswith("labels_only"))
     for key in order:
         if key not in summary:
             continue
@@ -309,13 +316,17 @@ def markdown(record: dict) -> str:
         target = "-"
         if "target_met" in s:
             met = s["target_met"]
-            if isinstance(met, dict):
+            if key == "faithful":
+                per = s.get("test_per_seed", {})
+                parts = [(f"seed 42 ({_fmt(per.get(42))})", met["seed_42"])] if "seed_42" in met else []
+                parts += [("mean", met["mean"])] if len(per) > 1 or not parts else []
+                target = "within 0.02 of 0.672: " + "; ".join(f"{n}: {'met' if ok else '**missed**'}"
+                                                               for n, ok in parts)
+            else:
                 parts = [("test >= 0.78", met["accuracy"]), ("3 seeds", met["three_seeds"]), ("<= 6 min", met["time"])]
                 target = "; ".join(f"{n}: {'met' if ok else '**missed**'}" for n, ok in parts)
-            else:
-                target = f"within 0.02 of 0.672: {'met' if met else '**missed**'}"
         label = (f"labels only (no teacher), lr {s['learning_rate']:g}" if key.startswith("labels_only")
-                 else key.replace("_", " + "))
+                 else key.replace("_kl_T", " + KL, T=").replace("_", " + "))
         lines.append(f"| {label} | {','.join(map(str, s['seeds']))} | {_fmt(s.get('teacher_test_mean'))} | "
                      f"{_fmt(s['dev_mean'], s['dev_sd'])} | {_fmt(s['test_mean'], s['test_sd'])} | {walls} min | "
                      f"{cpu} | {rss} GB | {target} |")

@@ -154,7 +154,8 @@ def run_epoch(step: Step, dataset: Iterable, *, description: str, log_every: int
               on_batch: Callable[[int, float], None] | None = None) -> float:
     """One pass; returns the mean loss. Raises NonFiniteLossError naming `description` and the step."""
     total, count, start = 0.0, 0, time.time()
-    step.bind(dataset)
+    if isinstance(step, Step):
+        step.bind(dataset)
     for i, batch in enumerate(dataset):
         loss = float(step(batch))
         if not math.isfinite(loss):
