@@ -97,7 +97,7 @@ def main() -> int:
         epochs.append(row)
         print(json.dumps(row), flush=True)
     shutil.rmtree(work, ignore_errors=True)
-    write_json("faithful_stage4_probe", {
+    write_json("faithful_stage4_probe.json", {
         "benchmark": "faithful_stage4_probe", "date": now(), "command": command(), "machine": machine(),
         "versions": versions(), "model_dir": str(src), "seed": cfg.seed, "learning_rate": cfg.student_lr,
         "stage3": start, "val_loss_of_the_mean_predictor": round(mean_val, 5), "epochs": epochs})

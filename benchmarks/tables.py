@@ -98,11 +98,25 @@ def distillation() -> str:
     return path.read_text() if path.exists() else "(no results/distillation.md)\n"
 
 
+def probe() -> str:
+    r = load("faithful_stage4_probe")
+    if not r:
+        return "(no results/faithful_stage4_probe.json)\n"
+    out = [f"From the stage-3 weights of `{r['model_dir']}` (seed {r['seed']}; dev {r['stage3']['dev']:.3f}, test "
+           f"{r['stage3']['test']:.3f}), stage 4 trained on, lr {r['learning_rate']:g}, no early stopping. "
+           f"Validation loss of predicting the mean teacher logits: {r['val_loss_of_the_mean_predictor']}.", "",
+           "| stage-4 epoch | train loss | validation loss | dev | test | s |", "| --- | --- | --- | --- | --- | --- |"]
+    for e in r["epochs"]:
+        out.append(f"| {e['epoch']} | {e['train_loss']} | {e['val_loss']} | {e['dev']:.3f} | {e['test']:.3f} | "
+                   f"{e['seconds']} |")
+    return "\n".join(out) + "\n"
+
+
 def update_readme() -> None:
     import re
     readme = RESULTS.parent / "README.md"
     text = readme.read_text()
-    for name in ("encoder", "inference", "scaling", "distillation"):
+    for name in ("encoder", "inference", "scaling", "distillation", "probe"):
         block = f"<!-- BEGIN {name} -->\n" + globals()[name]() + f"<!-- END {name} -->"
         text = re.sub(rf"<!-- BEGIN {name} -->.*?<!-- END {name} -->", lambda _: block, text, flags=re.S)
     readme.write_text(text)
@@ -112,7 +126,7 @@ def main() -> int:
     if sys.argv[1:] == ["--update-readme"]:
         update_readme()
         return 0
-    which = sys.argv[1:] or ["encoder", "inference", "scaling", "distillation"]
+    which = sys.argv[1:] or ["encoder", "inference", "scaling", "distillation", "probe"]
     for name in which:
         print(f"<!-- {name} -->")
         print(globals()[name]())
