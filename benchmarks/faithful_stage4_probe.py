@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -38,10 +37,7 @@ def main() -> int:
     args = p.parse_args()
     quiet_tf()
     from xtremedistil_tf.distill.config import DistilConfig
-    from xtremedistil_tf.distill.plan import Stage
     from xtremedistil_tf.distill.runner import Distillation, split_tail
-    from xtremedistil_tf.distill.student import build_student
-    from xtremedistil_tf.distill.teacher import TEACHER_WEIGHTS, TeacherOutputCache, weights_id
     from xtremedistil_tf.train import loop
     from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
 
@@ -62,20 +58,13 @@ def main() -> int:
     d.setup()
     d.load_data()
     d.prepare_teacher()
-    d.teacher_cache = TeacherOutputCache(
-        d._path("teacher_outputs"),
-        {"teacher": weights_id(os.path.join(d.teacher_dir, TEACHER_WEIGHTS)),
-         "transfer": d.transfer.manifest.get("counts") if d.transfer.manifest else None,
-         "chunk_size": cfg.distil_chunk_size, "multi_hidden": cfg.multi_hidden})
-    with d.strategy.scope():
-        d.student = build_student(cfg, vocab_size=len(d.tokenizer), num_labels=len(d.label_names),
-                                  teacher_hidden_size=d.teacher.encoder.hidden_size,
-                                  teacher_word_embeddings=d.teacher_word_embeddings,
-                                  pad_token_id=d.tokenizer.pad_token_id or 0)
+    d.prepare_student()
     PhaseCheckpoint(str(ckpt), d.student, None).restore()
     start = {s: d.evaluate(d.student, s)["accuracy"] for s in ("dev", "test")}
     print(f"stage-3 weights: dev {start['dev']:.3f} test {start['test']:.3f}", flush=True)
-    stage = Stage(4, "logits", ("head", "dense", "student") if d.student.projections else ("head", "student"))
+    stage = d.plan[3]  # stage 4: logits, every group trainable (the original's plan with a projection)
+    if stage.loss != "logits":
+        raise SystemExit(f"stage 4 of this plan is not a logit stage: {stage.describe()}")
     variables = d.stage_variables(stage)
     with d.strategy.scope():
         optimizer = loop.make_optimizer(cfg.student_lr, epsilon=1e-8)

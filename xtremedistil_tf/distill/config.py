@@ -76,8 +76,9 @@ class DistilConfig:
 
     @property
     def grouped_batches(self) -> bool:
-        """Training batches of similar length: the default mode's; the original drew random batches."""
-        return self.group_by_length and not self.faithful and not self.fixed_shapes
+        """Training batches of similar length (where batches are cut to their length): the default mode's; the
+        original drew random batches."""
+        return self.group_by_length and not self.faithful
 
     @property
     def kind(self) -> str:

@@ -454,6 +454,13 @@ class Distillation:
             io.write_json(self._path(CONFIG_FILE), {**c.to_json(), "teacher_hidden_size":
                                                     self.teacher.encoder.hidden_size,
                                                     "label_list": list(self.label_names or [])})
+        self.prepare_student()
+        self.run_stages()
+        return self.finish()
+
+    def prepare_student(self):
+        """The teacher-output cache, the student and the stage plan (after prepare_teacher)."""
+        c = self.config
         self.teacher_cache = TeacherOutputCache(
             self._path("teacher_outputs"),
             {"teacher": weights_id(os.path.join(self.teacher_dir, TEACHER_WEIGHTS)) if self.chief else "worker",
@@ -472,8 +479,6 @@ class Distillation:
         self.plan = build_plan(faithful=c.faithful, num_layers=self.student.encoder.num_layers,
                                has_projection=bool(self.student.projections), unfreeze_order=c.unfreeze_order)
         logging.info("stage plan:\n%s", "\n".join("  " + s.describe() for s in self.plan))
-        self.run_stages()
-        return self.finish()
 
     def run_stages(self):
         c = self.config
