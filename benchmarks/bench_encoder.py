@@ -13,8 +13,12 @@ classifier + cross-entropy + backward + AdamW update. Also measures the machine'
 
     python benchmarks/bench_encoder.py                  # both shapes (about 10 minutes on 2 cores)
     python benchmarks/bench_encoder.py --shapes minilm --repeats 5
+    python benchmarks/bench_encoder.py --precision bfloat16 --out encoder_gpu   # on a GPU machine
 
-Writes benchmarks/results/encoder.json and encoder_throughput.png.
+Both frameworks run on the GPU when one is visible (TF places ops there itself; torch moves the model and
+inputs to cuda and synchronizes before every clock read). With --precision bfloat16, ours runs under Keras'
+mixed_bfloat16 policy and PyTorch under torch.autocast(bfloat16); both keep float32 weights, and the matmul rate
+is measured in bfloat16 too. Writes benchmarks/results/<out>.json and <out>_throughput.png (default out: encoder).
 """
 from __future__ import annotations
 
@@ -44,16 +48,34 @@ def forward_flops(shape: dict, batch: int, seq: int) -> float:
     return batch * seq * n * per_token_layer + 2 * batch * h * h  # + pooler
 
 
-def matmul_rate(n: int = 2048, repeats: int = 7) -> dict:
+def torch_device() -> str:
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_sync() -> None:
+    import torch
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def matmul_rate(n: int = 2048, repeats: int = 7, precision: str = "float32") -> dict:
     import tensorflow as tf
     import torch
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
-    ta, tb = tf.constant(a), tf.constant(b)
-    pa, pb = torch.from_numpy(a), torch.from_numpy(b)
-    fns = {"numpy": lambda: a @ b, "tensorflow": lambda: tf.linalg.matmul(ta, tb).numpy(),
-           "torch": lambda: torch.mm(pa, pb)}
+    ta, tb = tf.constant(a, dtype=precision), tf.constant(b, dtype=precision)
+    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+    pa, pb = (torch.from_numpy(x).to(torch_device(), dtype) for x in (a, b))
+
+    def torch_mm():
+        torch.mm(pa, pb)
+        torch_sync()
+
+    fns = {"tensorflow": lambda: tf.linalg.matmul(ta, tb).numpy(), "torch": torch_mm}
+    if precision == "float32":
+        fns["numpy"] = lambda: a @ b
     times = {k: [] for k in fns}
     for fn in fns.values():
         fn()
@@ -64,17 +86,19 @@ def matmul_rate(n: int = 2048, repeats: int = 7) -> dict:
             times[k].append(time.perf_counter() - t)
     flops = 2 * n ** 3
     return {k: {"median_s": round(median(v), 5), "gflops": round(flops / median(v) / 1e9, 1)} for k, v in
-            times.items()} | {"n": n, "repeats": repeats}
+            times.items()} | {"n": n, "repeats": repeats, "dtype": precision}
 
 
-def build_ours(shape: dict, batch: int, seq: int, vocab: int):
+def build_ours(shape: dict, batch: int, seq: int, vocab: int, precision: str = "float32"):
     import keras
     import tensorflow as tf
 
     from xtremedistil_tf.models.encoder import Encoder
+    from xtremedistil_tf.strategy import set_precision
     from xtremedistil_tf.train import loop
 
     keras.utils.set_random_seed(0)
+    set_precision("mixed_bfloat16" if precision == "bfloat16" else "float32")
     enc = Encoder(vocab_size=vocab, **shape, name="encoder")
     enc.build()
     head = keras.layers.Dense(2, name="classifier")
@@ -91,7 +115,7 @@ def build_ours(shape: dict, batch: int, seq: int, vocab: int):
 
     def loss_fn(b, training):
         out = enc({k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids")}, training=training)
-        logits = head(out["pooled_output"])
+        logits = tf.cast(head(out["pooled_output"]), tf.float32)
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=b["labels"], logits=logits)
 
     variables = enc.trainable_variables + head.trainable_variables
@@ -117,7 +141,9 @@ def build_ours(shape: dict, batch: int, seq: int, vocab: int):
     return {k: runner(fn, x) for k, (fn, x) in fns.items()}, params
 
 
-def build_torch(shape: dict, batch: int, seq: int, vocab: int):
+def build_torch(shape: dict, batch: int, seq: int, vocab: int, precision: str = "float32"):
+    import contextlib
+
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -125,34 +151,44 @@ def build_torch(shape: dict, batch: int, seq: int, vocab: int):
     cfg = BertConfig(vocab_size=vocab, hidden_size=shape["hidden_size"], num_hidden_layers=shape["num_layers"],
                      num_attention_heads=shape["num_heads"], intermediate_size=shape["intermediate_size"],
                      num_labels=2, attn_implementation="sdpa")
-    model = BertForSequenceClassification(cfg)
+    device = torch_device()
+    model = BertForSequenceClassification(cfg).to(device)
     bert = model.bert
     rng = np.random.default_rng(0)
     inputs = {"input_ids": torch.from_numpy(rng.integers(1000, vocab, (batch, seq))),
               "attention_mask": torch.ones((batch, seq), dtype=torch.long),
               "token_type_ids": torch.zeros((batch, seq), dtype=torch.long)}
-    labels = torch.from_numpy(rng.integers(0, 2, batch))
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    labels = torch.from_numpy(rng.integers(0, 2, batch)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-8)
+
+    def autocast():
+        if precision == "bfloat16":
+            return torch.autocast(device_type=device, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def forward():
         bert.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             bert(**inputs)
+        torch_sync()
 
     def train():
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        out = model(**inputs, labels=labels)
+        with autocast():
+            out = model(**inputs, labels=labels)
         out.loss.backward()
         optimizer.step()
+        torch_sync()
 
     return {("pytorch", "forward"): forward, ("pytorch", "train"): train}, \
         bert.config._attn_implementation
 
 
 def bench_shape(name: str, shape: dict, args) -> dict:
-    fns, params = build_ours(shape, args.batch, args.seq, args.vocab)
-    tfns, attn = build_torch(shape, args.batch, args.seq, args.vocab)
+    fns, params = build_ours(shape, args.batch, args.seq, args.vocab, args.precision)
+    tfns, attn = build_torch(shape, args.batch, args.seq, args.vocab, args.precision)
     fns.update(tfns)
     repeats = {"forward": args.repeats if name == "minilm" else args.repeats_large,
                "train": args.repeats if name == "minilm" else args.repeats_large}
@@ -194,8 +230,14 @@ def bench_shape(name: str, shape: dict, args) -> dict:
     return result
 
 
+def gpu_name() -> str | None:
+    import torch
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
 def peak_gflops(record: dict) -> float:
-    """The best float32 matmul rate measured (before or after the encoder runs): the machine's reachable peak."""
+    """The best matmul rate measured (before or after the encoder runs, in the run's precision): the machine's
+    reachable peak."""
     return max(v["gflops"] for key in ("matmul_2048", "matmul_2048_after") for v in record.get(key, {}).values()
                if isinstance(v, dict))
 
@@ -222,8 +264,9 @@ def plot(record: dict, path) -> None:
         if i == 0:
             ax.set_ylabel("sequences / s (batch 32 x 128)")
     threads = record["threads"]["tf_intra_op"] or "default"
-    fig.suptitle(f"Encoder throughput (median), {record['machine']['cpu']} ({record['machine']['cores']} cores, "
-                 f"{threads} thread(s) per framework, busy machine), float32; "
+    where = record.get("gpu") or (f"{record['machine']['cpu']} ({record['machine']['cores']} cores, {threads} "
+                                  "thread(s) per framework, busy machine)")
+    fig.suptitle(f"Encoder throughput (median), {where}, {record.get('precision', 'float32')}; "
                  f"'pk' = fraction of the {peak:.0f} GFLOP/s matmul rate", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -242,6 +285,8 @@ def main() -> int:
                    help="threads for both frameworks (TF intra-op and inter-op, torch); 0: leave the defaults")
     p.add_argument("--omp_passive", action="store_true",
                    help="OMP_WAIT_POLICY=PASSIVE for torch's OpenMP threads (steadier on a busy machine)")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                   help="bfloat16: Keras mixed_bfloat16 against torch.autocast(bfloat16) (for a GPU machine)")
     p.add_argument("--out", default="encoder")
     p.add_argument("--replot", action="store_true", help="only redraw the PNG from results/<out>.json")
     args = p.parse_args()
@@ -268,13 +313,14 @@ def main() -> int:
                                                   "tf_intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
                                                   "tf_inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
                                                   "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")},
-              "precision": "float32", "matmul_2048": matmul_rate(), "shapes": {}}
+              "precision": args.precision, "gpu": gpu_name(), "matmul_2048": matmul_rate(precision=args.precision),
+              "shapes": {}}
     print("matmul:", record["matmul_2048"], flush=True)
     for name in args.shapes.split(","):
         record["shapes"][name] = bench_shape(name, SHAPES[name], args)
         print(name, {ph: {k: (v["median_s"], v["ratio_vs_pytorch"]) for k, v in d["impls"].items()}
                      for ph, d in record["shapes"][name]["phases"].items()}, flush=True)
-    record["matmul_2048_after"] = matmul_rate()
+    record["matmul_2048_after"] = matmul_rate(precision=args.precision)
     record["matmul_peak_gflops"] = peak_gflops(record)
     for shape in record["shapes"].values():
         for phase in shape["phases"].values():

@@ -12,11 +12,12 @@ Patience is set high so that every chunk is trained (the run's own early stoppin
 stop after a chunk that does not improve). The fine-tuned teacher is made once (or taken from --teacher_dir) and
 loaded by every size, so its fine-tuning is not in the per-example time.
 
-    python benchmarks/bench_scaling.py --sizes 10000,100000
+    python benchmarks/bench_scaling.py --sizes 10000,100000,1000000 --teacher_dir <model_dir>/teacher
 
-1M lines take about 10x the 100k time on 2 cores (hours, dominated by the teacher's forward passes), so the
-1M row is extrapolated from the measured per-1k times and the 1M streaming benchmark (bench_data_stream.py), and
-marked as such. Writes benchmarks/results/scaling.json and scaling.png.
+1M lines take about 10x the 100k time (well over an hour of 2 cores, dominated by the teacher's forward passes).
+When 1M is not among the sizes, a 1M row is extrapolated from the largest measured size's per-1k times and the 1M
+streaming benchmark (bench_data_stream.py), and marked as such. Writes benchmarks/results/scaling.json (after every
+size, so a long run interrupted keeps the sizes it finished) and scaling.png.
 """
 from __future__ import annotations
 
@@ -128,6 +129,10 @@ def one_size(lines: int, work: Path, teacher_dir: Path, out: Path, seed: int) ->
     return 0
 
 
+def _size(lines: int) -> str:
+    return f"{lines // 10**6}M" if lines >= 10**6 and lines % 10**6 == 0 else f"{lines // 1000}k"
+
+
 def plot(record: dict, path: Path) -> None:
     plt = matplotlib_pyplot()
     rows = record["sizes"]
@@ -137,7 +142,7 @@ def plot(record: dict, path: Path) -> None:
     parts = (("teacher_outputs", "teacher outputs"), ("stage1_student_training", "stage 1 student"),
              ("stage2", "stage 2 (logits, head)"), ("tokenize", "tokenize"))
     bottom = [0.0] * len(rows)
-    labels = [f"{x // 1000}k" for x in xs]
+    labels = [_size(x) for x in xs]
     for key, label in parts:
         vals = [r["s_per_1k"][key] for r in rows]
         ax.bar(labels, vals, bottom=bottom, label=label)
@@ -149,9 +154,9 @@ def plot(record: dict, path: Path) -> None:
     ax.legend(fontsize=7)
     ax = axes[1]
     ax.plot(labels, [r["peak_rss_mb"] for r in rows], marker="o", label="distillation (this benchmark)")
-    ds = record.get("data_stream") or {}
+    ds = {int(k): v for k, v in (record.get("data_stream") or {}).items()}  # JSON keys come back as strings
     if ds:
-        ax.plot([f"{k // 1000}k" for k in sorted(ds)], [ds[k] for k in sorted(ds)], marker="s",
+        ax.plot([_size(k) for k in sorted(ds)], [ds[k] for k in sorted(ds)], marker="s",
                 label="tokenize + stream only (bench_data_stream)")
     ax.set_ylim(0, max([r["peak_rss_mb"] for r in rows] + list(ds.values())) * 1.25)
     ax.set_ylabel("peak RSS, MB")
@@ -161,7 +166,7 @@ def plot(record: dict, path: Path) -> None:
     for r in rows:
         trace = [t for t in r.get("rss_trace_stage_chunk_mb", []) if t[0] > 0]
         if trace:
-            ax.plot(range(1, len(trace) + 1), [t[2] for t in trace], marker=".", label=f"{r['lines'] // 1000}k")
+            ax.plot(range(1, len(trace) + 1), [t[2] for t in trace], marker=".", label=_size(r["lines"]))
     ax.set_xlabel("chunk loads (stage 1 chunks, then stage 2 chunks)")
     ax.set_ylabel("RSS, MB")
     ax.set_title("RSS each time a chunk is loaded", fontsize=9)
@@ -212,17 +217,28 @@ def main() -> int:
         record["sizes"].append(rec)
         print(f"{lines}: {rec['s_per_1k']} s per 1k, peak RSS {rec['peak_rss_mb']} MB, "
               f"{rec['subprocess_wall_s']} s", flush=True)
-    # 1M: extrapolated from the largest measured size's per-1k times, plus the 1M tokenize/stream benchmark.
-    big = record["sizes"][-1]
+        record["wall_s"] = round(time.time() - t0, 1)
+        write_json("scaling.json", record)
     stream = {}
     for f in sorted(RESULTS.glob("data_stream_*.json")):
         d = json.loads(f.read_text())
         stream[d["lines"]] = d["peak_rss_mb"]
     record["data_stream"] = stream
+    if max(r["lines"] for r in record["sizes"]) < 1_000_000:
+        record["extrapolated_1M"] = extrapolate_1m(record["sizes"][-1], stream)
+    record["wall_s"] = round(time.time() - t0, 1)
+    write_json("scaling.json", record)
+    plot(record, RESULTS / "scaling.png")
+    print(json.dumps(record.get("extrapolated_1M", {}), indent=2))
+    return 0
+
+
+def extrapolate_1m(big: dict, stream: dict) -> dict:
+    """A 1M row from the largest measured size's per-1k times and the 1M tokenize/stream benchmark."""
     ds1m = RESULTS / "data_stream_1000000.json"
     tok_1m = json.loads(ds1m.read_text())["build_s"] if ds1m.exists() else None
     per1k = big["s_per_1k"]
-    record["extrapolated_1M"] = {
+    return {
         "measured": False,
         "basis": f"per-1k times of the {big['lines']}-line run; tokenizing 1M lines measured by "
                  "bench_data_stream.py",
@@ -235,11 +251,6 @@ def main() -> int:
         "peak_rss_mb_expected": "flat: chunks of 10,000 are loaded one at a time and the teacher outputs are "
                                 "cached per chunk on disk; 1M-line tokenize+stream peak RSS "
                                 f"{stream.get(1000000)} MB (bench_data_stream.py)"}
-    record["wall_s"] = round(time.time() - t0, 1)
-    write_json("scaling.json", record)
-    plot(record, RESULTS / "scaling.png")
-    print(json.dumps(record["extrapolated_1M"], indent=2))
-    return 0
 
 
 if __name__ == "__main__":
