@@ -277,6 +277,7 @@ def summarize(runs: list[dict], baseline: list[dict]) -> dict:
             entry["target"] = TARGETS["faithful"]
             entry["target_met"] = {"mean": abs(test[0] - 0.672) <= 0.02,
                                    **({"seed_42": abs(per_seed[42] - 0.672) <= 0.02} if 42 in per_seed else {})}
+            entry["seeds_within_target"] = [k for k, v in per_seed.items() if v is not None and abs(v - 0.672) <= 0.02]
         elif key == "default_compress":
             acc_ok = test[0] >= 0.78 and len(rs) >= 3
             time_ok = bool(walls) and max(walls) <= 360
@@ -322,6 +323,10 @@ def markdown(record: dict) -> str:
                 parts += [("mean", met["mean"])] if len(per) > 1 or not parts else []
                 target = "within 0.02 of 0.672: " + "; ".join(f"{n}: {'met' if ok else '**missed**'}"
                                                                for n, ok in parts)
+                if len(per) > 1:
+                    within = s.get("seeds_within_target", [])
+                    target += (f"; {len(within)} of {len(per)} seeds within"
+                               + (f" (seed{'s' if len(within) > 1 else ''} {', '.join(map(str, within))})" if within else ""))
             else:
                 parts = [("test >= 0.78", met["accuracy"]), ("3 seeds", met["three_seeds"]), ("<= 6 min", met["time"])]
                 target = "; ".join(f"{n}: {'met' if ok else '**missed**'}" for n, ok in parts)
