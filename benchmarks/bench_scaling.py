@@ -42,10 +42,7 @@ def one_size(lines: int, work: Path, teacher_dir: Path, out: Path, seed: int) ->
 
     from bench_data_stream import write_transfer_file
     from xtremedistil_tf.distill.config import DistilConfig
-    from xtremedistil_tf.distill.plan import Stage
     from xtremedistil_tf.distill.runner import Distillation
-    from xtremedistil_tf.distill.student import build_student
-    from xtremedistil_tf.distill.teacher import TEACHER_WEIGHTS, TeacherOutputCache, weights_id
 
     t_all = time.time()
     rss = {"start": round(rss_mb(), 1)}
@@ -69,10 +66,7 @@ def one_size(lines: int, work: Path, teacher_dir: Path, out: Path, seed: int) ->
     d.prepare_teacher()  # loads the saved teacher (fine-tunes and saves it the first time)
     teacher_s = time.time() - t
     rss["after_teacher"] = round(rss_mb(), 1)
-    d.teacher_cache = TeacherOutputCache(
-        str(model_dir / "teacher_outputs"),
-        {"teacher": weights_id(os.path.join(d.teacher_dir, TEACHER_WEIGHTS)),
-         "transfer": d.transfer.manifest.get("counts"), "chunk_size": cfg.distil_chunk_size, "multi_hidden": False})
+    d.prepare_student()  # the run's own teacher-output cache, student and stage plan
     teacher_out_s = []
     original = d.teacher_outputs
 
@@ -89,14 +83,9 @@ def one_size(lines: int, work: Path, teacher_dir: Path, out: Path, seed: int) ->
         return res
 
     d.teacher_outputs = timed_teacher_outputs
-    with d.strategy.scope():
-        d.student = build_student(cfg, vocab_size=len(d.tokenizer), num_labels=len(d.label_names),
-                                  teacher_hidden_size=d.teacher.encoder.hidden_size,
-                                  teacher_word_embeddings=d.teacher_word_embeddings,
-                                  pad_token_id=d.tokenizer.pad_token_id or 0)
     stages = {}
     rss["per_stage"] = {}
-    for stage in (Stage(1, "representation", ("student", "dense")), Stage(2, "logits", ("head",))):
+    for stage in d.plan[:2]:  # default mode: representation (student + projection), then logits (head only)
         before = len(teacher_out_s)
         current["stage"] = stage.index
         t = time.time()
