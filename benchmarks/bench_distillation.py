@@ -13,6 +13,8 @@ with the project's own train loop and early stopping on dev (best dev epoch kept
     # ingest the finished reference runs, run the baseline (3 seeds), write the table:
     python benchmarks/bench_distillation.py --from_dirs default_compress_s1=/tmp/ref-db1 faithful=/tmp/ref-fa \
         --baseline_seeds 1,2,3
+    # add more runs to those already recorded in results/distillation.json (their folders may be gone):
+    python benchmarks/bench_distillation.py --merge --from_dirs faithful_s5=runs/fa5 --baseline_seeds ''
     # or run everything here (about 12-25 minutes per run on 2 cores):
     python benchmarks/bench_distillation.py --run faithful,faithful_compress,default,default_compress --seeds 1
 
@@ -404,6 +406,9 @@ def main() -> int:
     p.add_argument("--reuse_baseline", action="store_true",
                    help="read baseline_lr<lr>_s<seed>.json already in --runs_dir instead of training again")
     p.add_argument("--plots_from", default="", help="run whose stage plots go to results/ (default: the first)")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the runs (and, with --baseline_seeds '', the baseline) already recorded in "
+                        "results/distillation.json; a run given again by name replaces its record")
     p.add_argument("--_baseline_one", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     runs_dir = Path(args.runs_dir)
@@ -418,6 +423,7 @@ def main() -> int:
     for item in args.from_dirs:
         name, folder = item.split("=", 1)
         runs.append(read_run(name, Path(folder), Path(logs[name]) if name in logs else None))
+        runs[-1]["host_cpu"] = machine()["cpu"]  # ingested where it ran
     for config in filter(None, args.run.split(",")):
         for seed in map(int, args.seeds.split(",")):
             name = f"{config}_s{seed}"
@@ -426,6 +432,13 @@ def main() -> int:
     seeds = [int(s) for s in args.baseline_seeds.split(",") if s.strip()]
     lrs = [float(x) for x in args.baseline_lrs.split(",") if x.strip()]
     baseline = []
+    previous = json.loads((RESULTS / "distillation.json").read_text()) if args.merge else {}
+    if previous:
+        names = {r["name"] for r in runs}
+        runs = [r for r in previous["runs"] if r["name"] not in names] + runs
+        if not seeds:
+            baseline = previous["baseline"]
+            lrs = previous["baseline_setup"]["learning_rates"]
     for lr in lrs if seeds else []:
         if args.reuse_baseline:
             baseline += [json.loads((runs_dir / f"{baseline_name(lr, s)}.json").read_text()) for s in seeds]
@@ -441,9 +454,16 @@ def main() -> int:
                                  "learning_rates": lrs,
                                  "student": "2x128, 2 heads, FFN 512, BERT head, PCA-compressed MiniLM word "
                                             "embeddings, batch 32, every layer trainable, best dev epoch kept"}}
+    if previous:
+        # Each ingest's command, oldest first: the merged runs came from the earlier ones.
+        record["commands"] = previous.get("commands", [previous["command"]]) + [record["command"]]
+        if not seeds:
+            record["baseline_setup"] = previous["baseline_setup"]
     record["summary"] = summarize(runs, baseline)
     plot_run = next((r for r in runs if r["name"] == args.plots_from), runs[0] if runs else None)
     record["plots"] = copy_plots(plot_run) if plot_run else []
+    if previous and not record["plots"]:
+        record["plots"] = previous.get("plots", [])  # the plotted run's folder is gone; its copies stay
     write_json("distillation.json", record)
     (RESULTS / "distillation.md").write_text(markdown(record))
     print(markdown(record))
