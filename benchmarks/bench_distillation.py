@@ -423,12 +423,14 @@ def main() -> int:
     for item in args.from_dirs:
         name, folder = item.split("=", 1)
         runs.append(read_run(name, Path(folder), Path(logs[name]) if name in logs else None))
-        runs[-1]["host_cpu"] = machine()["cpu"]  # ingested where it ran
     for config in filter(None, args.run.split(",")):
         for seed in map(int, args.seeds.split(",")):
             name = f"{config}_s{seed}"
             model_dir, log = run_reference(name, config, seed, runs_dir)
             runs.append(read_run(name, model_dir, log))
+    host = machine()["cpu"]
+    for r in runs:
+        r["host_cpu"] = host  # ingested (or run) where it ran
     seeds = [int(s) for s in args.baseline_seeds.split(",") if s.strip()]
     lrs = [float(x) for x in args.baseline_lrs.split(",") if x.strip()]
     baseline = []
@@ -438,7 +440,6 @@ def main() -> int:
         runs = [r for r in previous["runs"] if r["name"] not in names] + runs
         if not seeds:
             baseline = previous["baseline"]
-            lrs = previous["baseline_setup"]["learning_rates"]
     for lr in lrs if seeds else []:
         if args.reuse_baseline:
             baseline += [json.loads((runs_dir / f"{baseline_name(lr, s)}.json").read_text()) for s in seeds]
