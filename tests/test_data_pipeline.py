@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from xtremedistil_tf.data.pipeline import TransferCache, global_batch_size, make_dataset
+from xtremedistil_tf.data.pipeline import TransferCache, faithful_row_order, global_batch_size, make_dataset
 from xtremedistil_tf.data.readers import DataError, iter_transfer_file
 from xtremedistil_tf.data.tokenize import Featurizer, load_tokenizer
 
@@ -142,6 +142,31 @@ def test_transfer_cache_pad_longest_and_stream(tok, tmp_path):
     assert sorted(map(tuple, s1.tolist())) == sorted(map(tuple, direct["input_ids"].tolist()))
     assert len(list(cache.dataset(50, drop_remainder=True))) == 2
     assert len(list(cache.dataset(50, repeat=True).take(5))) == 5
+
+
+def test_transfer_cache_load_rows_in_the_original_shuffled_order(tok, tmp_path):
+    sklearn_utils = pytest.importorskip("sklearn.utils")
+    transfer = _write_transfer(tmp_path / "t.tsv", 150)
+    f = Featurizer(tok, 64, pad_to="longest")
+    cache = TransferCache(str(tmp_path / "c"), transfer, f, shard_size=40)
+    direct = f.encode(list(iter_transfer_file(transfer)))
+    order = faithful_row_order(150, 42)
+    # The original: sklearn.utils.shuffle(*arrays, random_state=PYTHONHASHSEED) on every file it read.
+    expected = sklearn_utils.shuffle(direct["input_ids"], direct["attention_mask"], random_state=42)
+    np.testing.assert_array_equal(direct["input_ids"][order], expected[0])
+    np.testing.assert_array_equal(direct["attention_mask"][order], expected[1])
+    assert not np.array_equal(faithful_row_order(150, 1), order)
+    # Rows across shards, in the order asked for; chunks of the shuffled file cover it once.
+    for rows in (order[:64], order[64:128], order[128:], np.array([149, 0, 41, 40, 39])):
+        got = cache.load_rows(rows, block=32)
+        for k in ("input_ids", "attention_mask", "token_type_ids"):
+            assert got[k].dtype == np.int32
+            np.testing.assert_array_equal(got[k], direct[k][rows])
+    np.testing.assert_array_equal(cache.load_rows(order)["input_ids"], direct["input_ids"][order])
+    with pytest.raises(IndexError):
+        cache.load_rows([0, 150])
+    with pytest.raises(ValueError, match="distinct"):
+        cache.load_rows([3, 3])
 
 
 def test_transfer_cache_pairs_and_ner(tok, tmp_path):

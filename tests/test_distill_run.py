@@ -84,6 +84,48 @@ def test_run_end_to_end(setup, mode):
     assert again["final"] == json.loads((model_dir / "metrics.json").read_text())["final"]
 
 
+def test_faithful_rows_are_shuffled_as_the_original_and_keyed(tmp_path, minilm_dir, monkeypatch):
+    """The original shuffled every file it read (sklearn, random_state=PYTHONHASHSEED): the faithful mode's splits
+    and transfer chunks hold the same rows in the same order; the default mode keeps the file's order."""
+    import xtremedistil_tf.distill.runner as runner
+    from xtremedistil_tf.data.pipeline import faithful_row_order
+
+    monkeypatch.setattr(runner, "weights_id", lambda path: "teacher")  # no fine-tuned teacher needed here
+    task = make_task(tmp_path / "task", n_train=40, n_dev=12, n_test=12, n_transfer=100)
+    runs = {}
+    for mode in ("default", "faithful"):
+        run = Distillation(config(task, minilm_dir, tmp_path / mode, mode=mode, seed=7, distil_chunk_size=40))
+        run.setup()
+        run.load_data()
+        runs[mode] = run
+    for mode, run in runs.items():
+        for split in ("train", "dev", "test"):
+            direct = run.featurizer.encode(run.task.splits[split], name=split)
+            n = len(direct["labels"])
+            order = faithful_row_order(n, 7) if mode == "faithful" else np.arange(n)
+            for k in ("input_ids", "labels"):
+                np.testing.assert_array_equal(run.arrays[split][k], direct[k][order], err_msg=(mode, split, k))
+        whole = run.transfer.load_chunk(0, 100)["input_ids"]
+        order = faithful_row_order(100, 7) if mode == "faithful" else np.arange(100)
+        assert run.num_chunks == 3
+        chunks = [run._transfer_chunk(i)["input_ids"] for i in range(3)]
+        assert [len(ch) for ch in chunks] == [40, 40, 20]
+        np.testing.assert_array_equal(np.concatenate(chunks), whole[order], err_msg=mode)
+    assert not np.array_equal(runs["faithful"].arrays["train"]["labels"], runs["default"].arrays["train"]["labels"])
+
+    # Cached teacher outputs are keyed by row order and by the transfer file's content, not only its path.
+    key = runs["default"]._teacher_outputs_key()
+    assert runs["faithful"]._teacher_outputs_key()["rows"] != key["rows"]
+    with open(task / "transfer.tsv", "a") as f:
+        f.write("one more unlabelled sentence\n")
+    changed = Distillation(config(task, minilm_dir, tmp_path / "default", mode="default", seed=7,
+                                  distil_chunk_size=40))
+    changed.setup()
+    changed.load_data()
+    assert changed.transfer.num_examples == 101
+    assert changed._teacher_outputs_key()["transfer"] != key["transfer"]
+
+
 def test_rerun_with_other_flags_is_refused(setup):
     root, teacher, task = setup
     model_dir = root / "run-default"

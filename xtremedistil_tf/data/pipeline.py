@@ -298,8 +298,32 @@ class TransferCache:
             raise IndexError(f"chunk {index} of size {chunk_size} is outside the {n} cached examples")
         stop = min(start + chunk_size, n)
         ds = self._records_dataset(start, stop).batch(min(4096, stop - start)).map(self._parse_fn())
-        parts = list(ds.as_numpy_iterator())
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return _concat(ds)
+
+    def load_rows(self, rows, *, block: int = 65536) -> dict[str, np.ndarray]:
+        """The examples at positions `rows` (distinct, any order), in that order: one pass over the cache in blocks
+        of `block` records, parsing only the selected rows (the faithful mode's shuffled chunks)."""
+        import tensorflow as tf
+
+        n = self.num_examples
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if rows.size == 0 or rows.min() < 0 or rows.max() >= n:
+            raise IndexError(f"rows outside the {n} cached examples")
+        wanted = np.zeros(n, dtype=bool)
+        wanted[rows] = True
+        if int(wanted.sum()) != rows.size:
+            raise ValueError("rows must be distinct")
+        keep = tf.constant(wanted)
+
+        def select(i, records):
+            start = i * block
+            return tf.boolean_mask(records, keep[start:start + tf.shape(records, out_type=tf.int64)[0]])
+
+        ds = (self._records_dataset(0, n).batch(block).enumerate().map(select).unbatch()
+              .batch(min(4096, rows.size)).map(self._parse_fn()))
+        arrays = _concat(ds)
+        position = np.searchsorted(np.flatnonzero(wanted), rows)
+        return {k: v[position] for k, v in arrays.items()}
 
     def iter_chunks(self, chunk_size: int) -> Iterator[dict[str, np.ndarray]]:
         for i in range(self.num_chunks(chunk_size)):
@@ -327,6 +351,17 @@ class TransferCache:
         ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
         ds = ds.map(self._parse_fn(), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def faithful_row_order(n: int, seed: int) -> np.ndarray:
+    """The row order the original gave every file it read: sklearn.utils.shuffle(..., random_state=seed) after
+    tokenisation, that is numpy's legacy RandomState(seed) permutation (frozen across numpy versions)."""
+    return np.random.RandomState(seed).permutation(int(n))
+
+
+def _concat(ds) -> dict[str, np.ndarray]:
+    parts = list(ds.as_numpy_iterator())
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def _batched(it: Iterator[Example], n: int) -> Iterator[list[Example]]:

@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from xtremedistil_tf import io
-from xtremedistil_tf.data.pipeline import TransferCache
+from xtremedistil_tf.data.pipeline import TransferCache, faithful_row_order
 from xtremedistil_tf.data.readers import Example
 from xtremedistil_tf.data.tokenize import Featurizer, check_vocabulary, faithful_ner_labels, load_tokenizer
 from xtremedistil_tf.distill import losses
@@ -181,7 +181,11 @@ class Distillation:
         self.arrays = {}
         for split in ("train", "dev", "test"):
             if self.task.labelled(split):
-                self.arrays[split] = self.featurizer.encode(self.task.splits[split], name=split)
+                arrays = self.featurizer.encode(self.task.splits[split], name=split)
+                if c.faithful:
+                    order = faithful_row_order(len(arrays["input_ids"]), c.seed)
+                    arrays = {k: v[order] for k, v in arrays.items()}
+                self.arrays[split] = arrays
         for split, arr in self.arrays.items():
             logging.info("%s: %d examples, padded to %d tokens", split, len(arr["input_ids"]),
                          arr["input_ids"].shape[1])
@@ -195,8 +199,9 @@ class Distillation:
         self.transfer = TransferCache(self._path("transfer_cache"), transfer_file, self.featurizer, kind=self.kind,
                                       pairwise=self.task.pairwise)
         self.num_chunks = self.transfer.num_chunks(c.distil_chunk_size)
-        logging.info("transfer set: %d examples in %d chunk(s) of at most %d", self.transfer.num_examples,
-                     self.num_chunks, c.distil_chunk_size)
+        logging.info("transfer set: %d examples in %d chunk(s) of at most %d%s", self.transfer.num_examples,
+                     self.num_chunks, c.distil_chunk_size,
+                     f", rows shuffled with seed {c.seed} as the original did" if c.faithful else "")
 
     # ------------------------------------------------------------------------------------------------ teacher
     def gbs(self, per_replica: int) -> int:
@@ -260,7 +265,7 @@ class Distillation:
     def teacher_outputs(self, index: int) -> dict[str, np.ndarray]:
         """Teacher logits and (for classification) first-token representation of one transfer chunk, cached."""
         c = self.config
-        chunk = self.transfer.load_chunk(index, c.distil_chunk_size)
+        chunk = self._transfer_chunk(index)
         fn = self._teacher_outputs_fn()
 
         def compute():
@@ -273,6 +278,16 @@ class Distillation:
 
         outputs = self.teacher_cache.get(index, compute)
         return {**chunk, **{f"t_{k}": v for k, v in outputs.items()}}
+
+    def _transfer_chunk(self, index: int) -> dict[str, np.ndarray]:
+        """Chunk `index` of the transfer set: consecutive rows of the file, or in the faithful mode of the file
+        shuffled as a whole first, as the original shuffled every file it read (so chunks and their validation
+        tails are the original's rows)."""
+        size = self.config.distil_chunk_size
+        if not self.config.faithful:
+            return self.transfer.load_chunk(index, size)
+        order = faithful_row_order(self.transfer.num_examples, self.config.seed)
+        return self.transfer.load_rows(order[index * size:(index + 1) * size])
 
     def _teacher_outputs_fn(self):
         """One function object per teacher, so every chunk reuses the compiled predict step: a new closure per
@@ -458,14 +473,19 @@ class Distillation:
         self.run_stages()
         return self.finish()
 
+    def _teacher_outputs_key(self) -> dict:
+        """What cached teacher outputs depend on: the teacher's weights, the transfer set's content (the cache's
+        file fingerprint, tokenizer and seq_len), the row order and the chunking."""
+        c = self.config
+        return {"teacher": weights_id(os.path.join(self.teacher_dir, TEACHER_WEIGHTS)) if self.chief else "worker",
+                "transfer": {k: self.transfer.manifest[k] for k in ("key", "num_examples")},
+                "rows": f"shuffled with seed {c.seed}" if c.faithful else "file order",
+                "chunk_size": c.distil_chunk_size, "multi_hidden": c.multi_hidden}
+
     def prepare_student(self):
         """The teacher-output cache, the student and the stage plan (after prepare_teacher)."""
         c = self.config
-        self.teacher_cache = TeacherOutputCache(
-            self._path("teacher_outputs"),
-            {"teacher": weights_id(os.path.join(self.teacher_dir, TEACHER_WEIGHTS)) if self.chief else "worker",
-             "transfer": self.transfer.manifest.get("counts") if self.transfer.manifest else None,
-             "chunk_size": c.distil_chunk_size, "multi_hidden": c.multi_hidden})
+        self.teacher_cache = TeacherOutputCache(self._path("teacher_outputs"), self._teacher_outputs_key())
         num_labels = len(self.label_names) if self.label_names else 1
         with self.strategy.scope():
             self.student = build_student(c, vocab_size=len(self.tokenizer),
