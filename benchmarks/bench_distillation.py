@@ -153,11 +153,24 @@ def _faithful_ok(test) -> bool:
     return test is not None and abs(test - ORIGINAL_RELEASE["student_test"]) <= 0.02
 
 
+# Faithful runs recorded before the faithful mode shuffled every file as the original did carry
+# "rows": "file order" (their transfer chunk's validation tail was the file's last 10%); they are kept apart.
+FILE_ORDER = "_file_order"
+
+
 def group_key(run: dict) -> str:
     key = run["mode"] + ("_compress" if run["compress_word_embedding"] else "")
     if run.get("logit_loss", "mse") == "kl":
         key += f"_kl_T{run.get('temperature', 1.0):g}"
+    if run["mode"] == "faithful" and run.get("rows") == "file order":
+        key += FILE_ORDER
     return key
+
+
+def _label(key: str) -> str:
+    base = key.removesuffix(FILE_ORDER)
+    label = base.replace("_kl_T", " + KL, T=").replace("_", " + ")
+    return label + (" (earlier version: file row order)" if base != key else "")
 
 
 # ---------------------------------------------------------------------------------------------------- running
@@ -277,7 +290,7 @@ def summarize(runs: list[dict], baseline: list[dict]) -> dict:
                  "wall_s": walls, "peak_rss_mb": [r.get("peak_rss_mb") for r in rs if r.get("peak_rss_mb")],
                  "cpu_s": [r.get("cpu_s") for r in rs if r.get("cpu_s")],
                  "cpu_percent": [r.get("cpu_percent") for r in rs if r.get("cpu_percent")]}
-        if key == "faithful":
+        if key in ("faithful", "faithful" + FILE_ORDER):
             # The original was run with seed 42 (PYTHONHASHSEED); other seeds show how much the seed decides.
             per_seed = {r["seed"]: r["final"].get("test") for r in rs}
             entry["test_per_seed"] = per_seed
@@ -311,7 +324,8 @@ def markdown(record: dict) -> str:
              "| configuration | seeds | teacher test | student dev | student test | wall time (whole command) "
              "| CPU time (avg CPU % of one core) | peak RSS | target (issue 4) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    order = ["faithful", "faithful_compress", "default", "default_compress"] + sorted(
+    order = ["faithful", "faithful_compress", "faithful" + FILE_ORDER, "faithful_compress" + FILE_ORDER,
+             "default", "default_compress"] + sorted(
         k for k in summary if "_kl_" in k) + sorted(k for k in summary if k.startswith("labels_only"))
     for key in order:
         if key not in summary:
@@ -324,7 +338,7 @@ def markdown(record: dict) -> str:
         target = "-"
         if "target_met" in s:
             met = s["target_met"]
-            if key == "faithful":
+            if key.startswith("faithful"):
                 per = s.get("test_per_seed", {})
                 parts = [(f"seed 42 ({_fmt(per.get(42))})", met["seed_42"])] if "seed_42" in met else []
                 parts += [("mean", met["mean"])] if len(per) > 1 or not parts else []
@@ -338,7 +352,7 @@ def markdown(record: dict) -> str:
                 parts = [("test >= 0.78", met["accuracy"]), ("3 seeds", met["three_seeds"]), ("<= 6 min", met["time"])]
                 target = "; ".join(f"{n}: {'met' if ok else '**missed**'}" for n, ok in parts)
         label = (f"labels only (no teacher), lr {s['learning_rate']:g}" if key.startswith("labels_only")
-                 else key.replace("_kl_T", " + KL, T=").replace("_", " + "))
+                 else _label(key))
         lines.append(f"| {label} | {','.join(map(str, s['seeds']))} | {_fmt(s.get('teacher_test_mean'))} | "
                      f"{_fmt(s['dev_mean'], s['dev_sd'])} | {_fmt(s['test_mean'], s['test_sd'])} | {walls} min | "
                      f"{cpu} | {rss} GB | {target} |")
@@ -458,6 +472,8 @@ def main() -> int:
     if previous:
         # Each ingest's command, oldest first: the merged runs came from the earlier ones.
         record["commands"] = previous.get("commands", [previous["command"]]) + [record["command"]]
+        if previous.get("notes"):
+            record["notes"] = previous["notes"]
         if not seeds:
             record["baseline_setup"] = previous["baseline_setup"]
     record["summary"] = summarize(runs, baseline)
