@@ -474,11 +474,11 @@ class Distillation:
         return self.finish()
 
     def _teacher_outputs_key(self) -> dict:
-        """What cached teacher outputs depend on: the teacher's weights, the transfer set's content (the cache's
-        file fingerprint, tokenizer and seq_len), the row order and the chunking."""
+        """What cached teacher outputs depend on: the teacher's weights, the transfer set's content (the transfer
+        cache's key: file fingerprint, tokenizer, seq_len), the row order and the chunking."""
         c = self.config
         return {"teacher": weights_id(os.path.join(self.teacher_dir, TEACHER_WEIGHTS)) if self.chief else "worker",
-                "transfer": {k: self.transfer.manifest[k] for k in ("key", "num_examples")},
+                "transfer": self.transfer.manifest["key"],
                 "rows": f"shuffled with seed {c.seed}" if c.faithful else "file order",
                 "chunk_size": c.distil_chunk_size, "multi_hidden": c.multi_hidden}
 
