@@ -9,17 +9,17 @@ import sys
 
 from absl import app, flags, logging
 
-from xtremedistil_tf.cli import run_main
-from xtremedistil_tf.distill.flags import config_from_flags, define_flags
+from xtremedistil_tf.cli import config_from_flags, define_config_flags, run_main
+from xtremedistil_tf.distill.config import DistilConfig
 
-define_flags()
+define_config_flags(DistilConfig)
 
 
 def _main(argv):
     from xtremedistil_tf.distill.runner import run_distillation
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    run_distillation(config_from_flags())
+    run_distillation(config_from_flags(DistilConfig))
 
 
 def main(argv):

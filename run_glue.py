@@ -12,17 +12,17 @@ import sys
 
 from absl import app, flags, logging
 
-from xtremedistil_tf.cli import run_main
-from xtremedistil_tf.train.glue import config_from_flags, define_flags
+from xtremedistil_tf.apps.glue import GlueConfig
+from xtremedistil_tf.cli import config_from_flags, define_config_flags, run_main
 
-define_flags()
+define_config_flags(GlueConfig)
 
 
 def _main(argv):
-    from xtremedistil_tf.train.glue import run_glue
+    from xtremedistil_tf.apps.glue import run_glue
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    run_glue(config_from_flags())
+    run_glue(config_from_flags(GlueConfig))
 
 
 def main(argv):

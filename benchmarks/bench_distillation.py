@@ -197,6 +197,7 @@ def baseline_one(seed: int, epochs: int, patience: int, out: Path, model_dir: Pa
     from xtremedistil_tf.convert.hf import load_hf_encoder
     from xtremedistil_tf.distill.config import DistilConfig
     from xtremedistil_tf.distill.plan import Stage
+    from xtremedistil_tf.train.losses import LabelLoss
     from xtremedistil_tf.distill.runner import Distillation
     from xtremedistil_tf.distill.student import build_student
 
@@ -220,7 +221,7 @@ def baseline_one(seed: int, epochs: int, patience: int, out: Path, model_dir: Pa
                                   teacher_hidden_size=384, teacher_word_embeddings=teacher_embeddings,
                                   pad_token_id=d.tokenizer.pad_token_id or 0)
     groups = ("head",) + tuple(f"transformer_layer_{i}" for i in reversed(range(2))) + ("embeddings",)
-    stage = Stage(1, "labels", groups)
+    stage = Stage(1, "labels", groups, (LabelLoss("classification"),))
     t_train = time.time()
     result, _, _ = d.run_stage(stage, None)
     train_s = time.time() - t_train

@@ -97,7 +97,7 @@ def one_size(lines: int, work: Path, teacher_dir: Path, out: Path, seed: int) ->
                                "teacher_outputs_s": round(sum(teacher_out_s[before:]), 1),
                                "epoch_seconds": [h["seconds"] for h in result.history]}
         rss["per_stage"][stage.index] = round(rss_mb(), 1)
-    n = d.transfer.num_examples
+    n = d.data.transfer.num_examples
     stage_s = sum(s["wall_s"] for s in stages.values())
     total = tokenize_s + stage_s
     record = {"lines": lines, "examples": n, "chunks": d.num_chunks, "source": source,

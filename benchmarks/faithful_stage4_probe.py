@@ -37,9 +37,11 @@ def main() -> int:
     args = p.parse_args()
     quiet_tf()
     from xtremedistil_tf.distill.config import DistilConfig
-    from xtremedistil_tf.distill.runner import Distillation, split_tail
+    from xtremedistil_tf.distill.data import split_tail
+    from xtremedistil_tf.distill.runner import Distillation
     from xtremedistil_tf.train import loop
     from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
+    from xtremedistil_tf.train.seeding import reseed_dropout, unit_seed
 
     src = Path(args.model_dir)
     ckpt = Path(args.stage_checkpoint or src / "checkpoints" / "stage-3")
@@ -51,7 +53,7 @@ def main() -> int:
     for name in ("teacher", "teacher_outputs", "transfer_cache"):
         shutil.copytree(src / name, work / name)
     cfg = DistilConfig(**{k: v for k, v in saved.items() if k in fields})
-    if not cfg.faithful:
+    if cfg.mode != "faithful":
         raise SystemExit(f"{src} is a --mode {cfg.mode} run; this probe is for the faithful mode")
     cfg.model_dir, cfg.teacher_model_dir = str(work), ""
     d = Distillation(cfg)
@@ -69,18 +71,22 @@ def main() -> int:
     with d.strategy.scope():
         optimizer = loop.make_optimizer(cfg.student_lr, epsilon=1e-8)
         loop.build_optimizer(optimizer, variables, d.strategy)
-    loss_fn = d.stage_loss_fn(stage)
-    gbs = d.gbs(cfg.student_distil_batch_size)
-    step = loop.Step(d.strategy, loss_fn, variables, optimizer, gbs, cfg.jit_compile)
+    batching = d.batching(cfg.student_distil_batch_size)
+    distiller = d.distiller(stage)
+    distiller.configure(optimizer=optimizer, variables=variables, global_batch_size=batching.global_batch_size,
+                        jit_compile=cfg.jit_compile)
+    step = loop.Step(d.strategy, distiller)
     train, val = split_tail(d.teacher_outputs(0))
-    val_fn = d._val_fn(loss_fn)
     mean_val = float(((val["t_logits"] - train["t_logits"].mean(0)) ** 2).mean())
     epochs = []
     for epoch in range(args.epochs):
         t0 = time.time()
-        train_loss = d._train_epoch(step, d.student, train, gbs, stage.index, 0, epoch, "probe stage 4")
+        seed = unit_seed(cfg.seed, stage.index, 0, epoch)
+        reseed_dropout(d.student, seed)
+        train_loss = loop.run_epoch(step, loop.distribute(d.strategy, batching.dataset(train, seed)),
+                                    description=f"probe stage 4 chunk 0 epoch {epoch + 1}", log_every=cfg.log_every)
         row = {"epoch": epoch + 1, "train_loss": round(train_loss, 5),
-               "val_loss": round(d.eval_loss(val_fn, val), 5),
+               "val_loss": round(d.eval_loss(distiller, val), 5),
                **{s: round(d.evaluate(d.student, s)["accuracy"], 4) for s in ("dev", "test")},
                "seconds": round(time.time() - t0, 1)}
         epochs.append(row)

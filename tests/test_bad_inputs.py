@@ -127,8 +127,10 @@ def _saved_teacher(damage: str):
     """teacher_model_dir (model_dir/teacher) holds a fine-tuned teacher whose weights file was cut short, or whose
     config names a model class we do not have."""
     def make(root: Path):
-        from xtremedistil_tf.distill.teacher import TEACHER_CONFIG, TEACHER_WEIGHTS, build_teacher, save_model
-        model, _ = build_teacher(str(root / "teacher"), num_labels=2, kind="classification", faithful=False)
+        from xtremedistil_tf.distill.teacher import TEACHER_CONFIG, TEACHER_WEIGHTS, build_teacher
+        from xtremedistil_tf.models.saving import save_model
+        model, _ = build_teacher(str(root / "teacher"), num_labels=2, kind="classification",
+                                 first_token_head=False)
         folder = root / "model_dir" / "teacher"
         save_model(model, str(folder), TEACHER_WEIGHTS, TEACHER_CONFIG)
         if damage == "weights":
@@ -354,7 +356,7 @@ def test_corpus_size():
 def test_bom_is_handled(tmp_path):
     """A UTF-8 byte order mark (and CRLF line ends) is not part of the first text, label or transfer line."""
     from xtremedistil_tf.data.readers import iter_transfer_file
-    from xtremedistil_tf.train.tasks import load_task
+    from xtremedistil_tf.data.tasks import load_task
     task = load_task(str(CORPUS / "accepted-bom" / "task"))
     train = task.splits["train"]
     assert task.label_names == ["0", "1"]

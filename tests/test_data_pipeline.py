@@ -1,4 +1,4 @@
-"""tf.data pipelines and the TFRecord transfer cache."""
+"""The TFRecord transfer cache and the shuffled row order."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from xtremedistil_tf.data.pipeline import TransferCache, faithful_row_order, global_batch_size, make_dataset
+from xtremedistil_tf.data.pipeline import TransferCache, shuffled_row_order
 from xtremedistil_tf.data.readers import DataError, iter_transfer_file
 from xtremedistil_tf.data.tokenize import Featurizer, load_tokenizer
 
@@ -17,46 +17,6 @@ tf = pytest.importorskip("tensorflow")
 @pytest.fixture(scope="module")
 def tok(minilm_dir):
     return load_tokenizer(str(minilm_dir))
-
-
-def _features(n=10, length=6, labels=True):
-    ids = np.arange(n * length, dtype=np.int32).reshape(n, length)
-    out = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-    if labels:
-        out["labels"] = np.arange(n, dtype=np.int32)
-    out["word_index"] = np.zeros_like(ids)  # extra keys are not model inputs
-    return out
-
-
-def test_make_dataset_batches_and_labels():
-    ds = make_dataset(_features(10), 4)
-    batches = list(ds.as_numpy_iterator())
-    assert [b[1].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    inputs, labels = batches[0]
-    assert set(inputs) == {"input_ids", "attention_mask", "token_type_ids"} and inputs["input_ids"].shape == (4, 6)
-    assert len(list(make_dataset(_features(10), 4, drop_remainder=True))) == 2
-    unl = list(make_dataset(_features(10, labels=False), 4).as_numpy_iterator())
-    assert isinstance(unl[0], dict) and set(unl[0]) == {"input_ids", "attention_mask", "token_type_ids"}
-    rep = make_dataset(_features(10), 4, repeat=True)
-    assert len(list(rep.take(7))) == 7
-    with pytest.raises(ValueError, match="lack"):
-        make_dataset({"input_ids": np.zeros((2, 2), np.int32)}, 2)
-
-
-def test_make_dataset_seeded_shuffle():
-    def epoch_orders(seed):
-        ds = make_dataset(_features(50), 8, shuffle=True, seed=seed)
-        return [np.concatenate([b[1] for b in ds.as_numpy_iterator()]).tolist() for _ in range(2)]
-
-    a, b, c = epoch_orders(1), epoch_orders(1), epoch_orders(2)
-    assert a == b and a != c
-    assert a[0] != a[1] and sorted(a[0]) == list(range(50))
-
-
-def test_global_batch_size():
-    assert global_batch_size(16) == 16
-    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    assert global_batch_size(16, strategy) == 16
 
 
 def _write_transfer(path, n, start=0):
@@ -150,12 +110,12 @@ def test_transfer_cache_load_rows_in_the_original_shuffled_order(tok, tmp_path):
     f = Featurizer(tok, 64, pad_to="longest")
     cache = TransferCache(str(tmp_path / "c"), transfer, f, shard_size=40)
     direct = f.encode(list(iter_transfer_file(transfer)))
-    order = faithful_row_order(150, 42)
+    order = shuffled_row_order(150, 42)
     # The original: sklearn.utils.shuffle(*arrays, random_state=PYTHONHASHSEED) on every file it read.
     expected = sklearn_utils.shuffle(direct["input_ids"], direct["attention_mask"], random_state=42)
     np.testing.assert_array_equal(direct["input_ids"][order], expected[0])
     np.testing.assert_array_equal(direct["attention_mask"][order], expected[1])
-    assert not np.array_equal(faithful_row_order(150, 1), order)
+    assert not np.array_equal(shuffled_row_order(150, 1), order)
     # Rows across shards, in the order asked for; chunks of the shuffled file cover it once.
     for rows in (order[:64], order[64:128], order[128:], np.array([149, 0, 41, 40, 39])):
         got = cache.load_rows(rows, block=32)

@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from xtremedistil_tf.data import readers as R
+from xtremedistil_tf.data import registry
 from xtremedistil_tf.data.readers import (
     CONLL2003_TFDS_TAGS, GLUE_LABEL_NAMES, DataError, Example, MissingFileError, count_lines, iter_transfer_file,
     read_conll, read_glue, read_task_file, read_task_folder, read_tfds,
@@ -296,7 +296,7 @@ def test_glue_all_nine_tasks(tmp_path):
     wnli = read_glue("wnli", str(tmp_path))["train"]
     assert wnli.label_names == ["not_entailment", "entailment"] and [e.label for e in wnli.examples] == [1, 0]
     for task, names in GLUE_LABEL_NAMES.items():
-        assert R._GLUE[task].splits[0] == "train" and (names is None) == (task == "stsb")
+        assert registry.glue_files(task).splits[0] == "train" and (names is None) == (task == "stsb")
 
 
 def test_glue_errors(tmp_path):
@@ -336,6 +336,45 @@ def test_glue_errors(tmp_path):
         read_glue("qnli", str(tmp_path), splits=["train"])
     with pytest.raises(ValueError, match="unknown GLUE task"):
         read_glue("squad", str(tmp_path))
+
+
+def test_registry_names_and_tables():
+    # read_glue's spelling: case, -, _ and spaces ignored; only the tasks with GLUE files
+    assert registry.glue_task_name("SST-2") == "sst2" and registry.glue_task_name("sts_b") == "stsb"
+    for bad in ("squad", "ax", "mnli_matched", "glue/sst2"):
+        with pytest.raises(ValueError, match="unknown GLUE task"):
+            registry.glue_task_name(bad)
+    # the metrics' spelling: glue/ prefix and aliases; MNLI's dev sets, AX and "ner" are scoring names
+    assert registry.scoring_name(" GLUE/SST-2 ") == "sst2"
+    assert registry.scoring_name("MNLI-mm") == "mnli_mismatched" and registry.scored_task("mnli_m").name == "mnli"
+    assert registry.scored_task("ner").name == "conll2003" and registry.main_metric("ner") == "f1"
+    assert registry.main_metric("ax") == "mcc" and registry.metric_names("stsb") == ("pearson", "spearman", "corr")
+    with pytest.raises(ValueError, match="unknown task 'squad'; known tasks: cola, sst2"):
+        registry.scoring_name("squad")
+    # one table: readers' constants are views of it
+    assert registry.GLUE_TASKS == ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
+    assert all(registry.TASKS[t].label_names == GLUE_LABEL_NAMES[t] for t in registry.GLUE_TASKS)
+    assert CONLL2003_TFDS_TAGS == registry.TASKS["conll2003"].label_names
+    assert all(t.kind in registry.KINDS for t in registry.TASKS.values())
+    assert GLUE_LABEL_NAMES["wnli"] == ("not_entailment", "entailment")  # TFDS order, not alphabetical
+
+
+def test_registry_submission_and_tfds_names():
+    assert [registry.submission_name(t) for t in registry.GLUE_TASKS] == [
+        "CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI-m", "QNLI", "RTE", "WNLI"]
+    assert registry.submission_name("mnli", "test_matched") == "MNLI-m"
+    assert registry.submission_name("mnli", "test_mismatched") == "MNLI-mm"
+    assert registry.submission_name("ax") == "AX"
+    with pytest.raises(ValueError, match="no test split 'dev'"):
+        registry.submission_name("sst2", "dev")
+    with pytest.raises(ValueError, match="no submission file"):
+        registry.submission_name("ner")
+    assert registry.tfds_split("glue/mnli", "dev_mismatched[:10]") == "validation_mismatched[:10]"
+    assert registry.tfds_split("glue/sst2", "train") == "train"
+    assert registry.tfds_split("conll2003", "validation") == "dev"
+    assert registry.tfds_split("imdb_reviews", "dev") == "dev"
+    assert registry.tfds_text_keys("qqp") == ("question1", "question2")
+    assert registry.tfds_text_keys("imdb") == (None, None)
 
 
 # ------------------------------------------------------------------------------------------------------------

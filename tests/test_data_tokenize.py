@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from xtremedistil_tf.data.readers import Example, TaskData, read_conll, read_glue
-from xtremedistil_tf.data.tokenize import Featurizer, faithful_ner_labels, load_tokenizer, tokenizer_fingerprint
+from xtremedistil_tf.data.tokenize import Featurizer, x_subword_labels, load_tokenizer, tokenizer_fingerprint
 from xtremedistil_tf.errors import ConfigError
 
 
@@ -122,7 +122,7 @@ def test_ner_alignment_on_real_sentence(tok, shared_data_dir):
 
 
 def test_ner_faithful_x_labels(tok):
-    names, kwargs = faithful_ner_labels(["O", "B-PER", "I-PER"], tok)
+    names, kwargs = x_subword_labels(["O", "B-PER", "I-PER"], tok)
     assert names == ["O", "B-PER", "I-PER", "[PAD]", "X", "[SEP]", "[CLS]"]
     assert kwargs == {"ner_subword_label": "x", "x_label_id": 4, "special_label_ids": {"pad": 3, "eos": 5, "bos": 6}}
     f = Featurizer(tok, 10, **kwargs)

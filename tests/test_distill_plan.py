@@ -1,8 +1,9 @@
-"""The stage plan and the layer groups: faithful mode reproduces the original's stages and frozen sets."""
+"""The stage plan and the layer groups: the faithful policy reproduces the original's stages and frozen sets."""
 import numpy as np
 import pytest
 
 from xtremedistil_tf.distill.plan import build_plan
+from xtremedistil_tf.distill.policy import policy_for
 from xtremedistil_tf.distill.student import Student, pca_compress
 from xtremedistil_tf.models.encoder import Encoder
 
@@ -20,24 +21,30 @@ ORIGINAL_TWO_GROUPS = [
 ]
 
 
+def _plan(mode, *, num_layers, has_projection, unfreeze_order="dense,student"):
+    groups = policy_for(mode).unfreeze_groups(num_layers=num_layers, has_projection=has_projection,
+                                              unfreeze_order=unfreeze_order)
+    return build_plan(groups, has_projection=has_projection)
+
+
 def test_faithful_plan_equals_the_original_with_a_projection():
-    plan = build_plan(faithful=True, num_layers=2, has_projection=True, unfreeze_order="dense,student")
+    plan = _plan("faithful", num_layers=2, has_projection=True, unfreeze_order="dense,student")
     assert [(s.loss, set(s.trainable)) for s in plan] == ORIGINAL_TWO_GROUPS
     assert [s.index for s in plan] == list(range(1, 8))
     # the order is an input (the original's Python-set order depends on the hash seed and interpreter)
-    other = build_plan(faithful=True, num_layers=2, has_projection=True, unfreeze_order="student,dense")
+    other = _plan("faithful", num_layers=2, has_projection=True, unfreeze_order="student,dense")
     assert other[2].trainable == ("head", "student")
 
 
 def test_faithful_plan_without_projection_has_2L_plus_3_stages():
-    plan = build_plan(faithful=True, num_layers=4, has_projection=False)
+    plan = _plan("faithful", num_layers=4, has_projection=False)
     assert [(s.loss, s.trainable) for s in plan] == [
         ("representation", ("student",)), ("logits", ("head",)), ("logits", ("head", "student")),
         ("labels", ("head",)), ("labels", ("head", "student"))]
 
 
 def test_default_plan_unfreezes_blocks_top_down_then_embeddings():
-    plan = build_plan(faithful=False, num_layers=3, has_projection=True)
+    plan = _plan("default", num_layers=3, has_projection=True)
     logits = [s.trainable for s in plan if s.loss == "logits"]
     assert logits == [("head",), ("head", "transformer_layer_2"),
                       ("head", "transformer_layer_2", "transformer_layer_1"),
@@ -46,16 +53,16 @@ def test_default_plan_unfreezes_blocks_top_down_then_embeddings():
     assert [s.trainable for s in plan if s.loss == "labels"] == logits
 
 
-def _student(faithful):
+def _student(projected_head):
     enc = Encoder(vocab_size=50, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32)
-    s = Student(enc, 3, "classification", teacher_hidden_size=32, faithful_head=faithful)
+    s = Student(enc, 3, "classification", teacher_hidden_size=32, projected_head=projected_head)
     s.build()
     return s
 
 
-@pytest.mark.parametrize("faithful", [True, False])
-def test_layer_groups_partition_the_student(faithful):
-    s = _student(faithful)
+@pytest.mark.parametrize("projected_head", [True, False])
+def test_layer_groups_partition_the_student(projected_head):
+    s = _student(projected_head)
     ids = lambda vs: {id(v) for v in vs}  # noqa: E731
     student, dense, head = (ids(s.group_variables(g)) for g in ("student", "dense", "head"))
     assert len(dense) == 2 and dense.isdisjoint(student)
@@ -63,14 +70,14 @@ def test_layer_groups_partition_the_student(faithful):
     blocks = [ids(s.group_variables(f"transformer_layer_{i}")) for i in range(2)]
     emb = ids(s.group_variables("embeddings"))
     assert emb | blocks[0] | blocks[1] <= student
-    if faithful:  # the original's head sits on the projection; the pooler is part of the encoder group only
+    if projected_head:  # the original's head sits on the projection; the pooler is part of the encoder group only
         assert head == ids([s.classifier.kernel, s.classifier.bias])
     word = s.encoder.embeddings.word_embeddings.embeddings
     assert id(word) in emb
     assert id(word) not in ids(s.group_variables("embeddings", frozen_word_embeddings=True))
 
 
-def test_faithful_head_is_projection_then_classifier():
+def test_projected_head_is_projection_then_classifier():
     s = _student(True)
     x = {"input_ids": np.array([[2, 5, 7, 3]]), "attention_mask": np.ones((1, 4)), "token_type_ids": np.zeros((1, 4))}
     out = s(x, with_representations=True)

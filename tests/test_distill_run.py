@@ -37,16 +37,35 @@ def _hf_logits(folder, arrays):
                         ("input_ids", "attention_mask", "token_type_ids")}).logits.numpy()
 
 
+def _end_to_end_config(setup, mode, **overrides):
+    root, teacher, task = setup
+    # a teacher rate that fine-tunes the MiniLM (1e-3 collapses it to constant logits: nothing to distil)
+    values = dict(mode=mode, export_hf=True, export_saved_model=True, teacher_model_dir=str(root / "teacher-ft"),
+                  compress_word_embedding=True, hidden_size=32, teacher_learning_rate=1e-4)
+    values.update(overrides)
+    return config(task, teacher, root / f"run-{mode}", **values)
+
+
+_FINISHED: dict = {}
+
+
+@pytest.fixture(scope="module")
+def finished_run(setup):
+    """A finished run of each mode, made once per module by whichever test asks first."""
+    def get(mode):
+        if mode not in _FINISHED:
+            run = Distillation(_end_to_end_config(setup, mode))
+            _FINISHED[mode] = (run, run.run())
+        return _FINISHED[mode]
+    return get
+
+
 @pytest.mark.parametrize("mode", ["default", "faithful"])
-def test_run_end_to_end(setup, mode):
+def test_run_end_to_end(setup, finished_run, mode, monkeypatch):
     root, teacher, task = setup
     model_dir = root / f"run-{mode}"
-    # a teacher rate that fine-tunes the MiniLM (1e-3 collapses it to constant logits: nothing to distil)
-    cfg = config(task, teacher, model_dir, mode=mode, export_hf=True, export_saved_model=True,
-                 teacher_model_dir=str(root / "teacher-ft"), compress_word_embedding=True, hidden_size=32,
-                 teacher_learning_rate=1e-4)
-    run = Distillation(cfg)
-    metrics = run.run()
+    cfg = _end_to_end_config(setup, mode)
+    run, metrics = finished_run(mode)
     assert metrics["teacher"]["dev"]["accuracy"] >= 0.9
     stages = metrics["stages"]
     expected = 7 if mode == "faithful" else 1 + 2 * 4
@@ -79,16 +98,24 @@ def test_run_end_to_end(setup, mode):
     np.testing.assert_allclose(_hf_logits(model_dir / "hf", dev), keras_logits, atol=1e-4)
     # selection: dev in the default mode, test (as the original) in the faithful mode
     assert metrics["selected_stage"]["split"] == ("test" if mode == "faithful" else "dev")
-    # a finished run rerun only reports
+    # a finished run rerun only reports: nothing is trained, evaluated or written again
+    written = {p: p.stat().st_mtime_ns for p in model_dir.rglob("*") if p.is_file()}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run did work again")
+
+    for name in ("load_data", "prepare_teacher", "prepare_student", "run_stage", "evaluate", "finish"):
+        monkeypatch.setattr(Distillation, name, refuse)
     again = Distillation(cfg).run()
-    assert again["final"] == json.loads((model_dir / "metrics.json").read_text())["final"]
+    assert again["final"] == metrics["final"]
+    assert {p: p.stat().st_mtime_ns for p in model_dir.rglob("*") if p.is_file()} == written
 
 
 def test_faithful_rows_are_shuffled_as_the_original_and_keyed(tmp_path, minilm_dir, monkeypatch):
     """The original shuffled every file it read (sklearn, random_state=PYTHONHASHSEED): the faithful mode's splits
     and transfer chunks hold the same rows in the same order; the default mode keeps the file's order."""
     import xtremedistil_tf.distill.runner as runner
-    from xtremedistil_tf.data.pipeline import faithful_row_order
+    from xtremedistil_tf.data.pipeline import shuffled_row_order
 
     monkeypatch.setattr(runner, "weights_id", lambda path: "teacher")  # no fine-tuned teacher needed here
     task = make_task(tmp_path / "task", n_train=40, n_dev=12, n_test=12, n_transfer=100)
@@ -100,15 +127,15 @@ def test_faithful_rows_are_shuffled_as_the_original_and_keyed(tmp_path, minilm_d
         runs[mode] = run
     for mode, run in runs.items():
         for split in ("train", "dev", "test"):
-            direct = run.featurizer.encode(run.task.splits[split], name=split)
+            direct = run.data.featurizer.encode(run.task.splits[split], name=split)
             n = len(direct["labels"])
-            order = faithful_row_order(n, 7) if mode == "faithful" else np.arange(n)
+            order = shuffled_row_order(n, 7) if mode == "faithful" else np.arange(n)
             for k in ("input_ids", "labels"):
                 np.testing.assert_array_equal(run.arrays[split][k], direct[k][order], err_msg=(mode, split, k))
-        whole = run.transfer.load_chunk(0, 100)["input_ids"]
-        order = faithful_row_order(100, 7) if mode == "faithful" else np.arange(100)
+        whole = run.data.transfer.load_chunk(0, 100)["input_ids"]
+        order = shuffled_row_order(100, 7) if mode == "faithful" else np.arange(100)
         assert run.num_chunks == 3
-        chunks = [run._transfer_chunk(i)["input_ids"] for i in range(3)]
+        chunks = [run.data.transfer_chunk(i)["input_ids"] for i in range(3)]
         assert [len(ch) for ch in chunks] == [40, 40, 20]
         np.testing.assert_array_equal(np.concatenate(chunks), whole[order], err_msg=mode)
     assert not np.array_equal(runs["faithful"].arrays["train"]["labels"], runs["default"].arrays["train"]["labels"])
@@ -122,15 +149,14 @@ def test_faithful_rows_are_shuffled_as_the_original_and_keyed(tmp_path, minilm_d
                                   distil_chunk_size=40))
     changed.setup()
     changed.load_data()
-    assert changed.transfer.num_examples == 101
+    assert changed.data.transfer.num_examples == 101
     assert changed._teacher_outputs_key()["transfer"] != key["transfer"]
 
 
-def test_rerun_with_other_flags_is_refused(setup):
+def test_rerun_with_other_flags_is_refused(setup, finished_run):
     root, teacher, task = setup
     model_dir = root / "run-default"
-    if not (model_dir / "xtremedistil-config.json").exists():
-        pytest.skip("needs test_run_end_to_end[default]")
+    finished_run("default")
     with pytest.raises(ConfigError, match="hidden_size"):
         Distillation(config(task, teacher, model_dir, hidden_size=64, export_hf=True, export_saved_model=True,
                             teacher_model_dir=str(root / "teacher-ft"), compress_word_embedding=True)).run()
@@ -169,7 +195,8 @@ def test_train_step_compiles_with_xla():
     """The TPU path: fixed shapes and forward + loss + gradients compiled with XLA (jit_compile), on CPU."""
     import tensorflow as tf
 
-    from xtremedistil_tf.distill import losses
+    from xtremedistil_tf.distill.distiller import Distiller
+    from xtremedistil_tf.distill.losses import LogitsMSE
     from xtremedistil_tf.distill.student import Student
     from xtremedistil_tf.models.encoder import Encoder
     from xtremedistil_tf.train import loop
@@ -182,13 +209,11 @@ def test_train_step_compiles_with_xla():
     batch = {"input_ids": rng.integers(1, 100, (8, 12)).astype("int32"), "attention_mask": np.ones((8, 12), "int32"),
              "token_type_ids": np.zeros((8, 12), "int32"), "t_logits": rng.normal(size=(8, 2)).astype("float32")}
 
-    def loss_fn(b, training):
-        out = student({k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids")}, training=training)
-        return losses.mse(out["logits"], b["t_logits"])
-
+    distiller = Distiller(student, None, [LogitsMSE()])
     opt = loop.make_optimizer(1e-2)
     loop.build_optimizer(opt, student.trainable_variables, strategy)
-    step = loop.Step(strategy, loss_fn, student.trainable_variables, opt, 8, jit_compile=True)
+    distiller.configure(optimizer=opt, variables=student.trainable_variables, global_batch_size=8, jit_compile=True)
+    step = loop.Step(strategy, distiller)
     ds = loop.distribute(strategy, tf.data.Dataset.from_tensors(batch).repeat(20))
     values = [float(step(b)) for b in ds]
     assert values[-1] < values[0]
@@ -197,13 +222,12 @@ def test_train_step_compiles_with_xla():
     assert compiled, "the inner gradient function is not marked for XLA compilation"
 
 
-def test_companion_tools_predict_evaluate_finetune(setup):
+def test_companion_tools_predict_evaluate_finetune(setup, finished_run):
     """The original's predict / evaluate / continued fine-tuning scripts, on the distilled model_dir."""
-    from xtremedistil_tf.distill.tools import DistilledModel
+    from xtremedistil_tf.distill.distilled import DistilledModel
     root, teacher, task = setup
     model_dir = root / "run-default"
-    if not (model_dir / "metrics.json").exists():
-        pytest.skip("needs test_run_end_to_end[default]")
+    finished_run("default")
     model = DistilledModel(str(model_dir))
     scores = model.evaluate()
     assert scores == json.loads((model_dir / "metrics.json").read_text())["final"]

@@ -1,4 +1,5 @@
-"""Tests for xtremedistil_tf.metrics: hand-worked cases, and agreement with sklearn / scipy / conlleval."""
+"""Tests for xtremedistil_tf.metrics: hand-worked cases, agreement with sklearn / scipy, and the conlleval port
+checked against seqeval and (optionally) the conlleval script."""
 from __future__ import annotations
 
 import csv
@@ -14,7 +15,8 @@ import pytest
 
 from xtremedistil_tf import metrics as M
 
-def test_no_sklearn_or_scipy_at_runtime():
+def test_import_is_light():
+    # sklearn and scipy are imported when a score is first computed, TensorFlow never
     code = (
         "import sys, xtremedistil_tf.metrics; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy', 'tensorflow')]; "
@@ -100,11 +102,6 @@ def test_spearman_ties_hand():
     assert M.spearman([1, 2, 3, 4], [1, 8, 27, 1000]) == pytest.approx(1.0)
 
 
-def test_rankdata_average_ties():
-    np.testing.assert_allclose(M._rankdata(np.array([3.0, 1.0, 3.0, 2.0, 3.0])), [4, 1, 4, 2, 4])
-    np.testing.assert_allclose(M._rankdata(np.array([0.5, 0.5])), [1.5, 1.5])
-
-
 def test_correlation_degenerate():
     # scipy gives nan for a constant input; we give 0.0 (documented); nan in the input -> nan
     assert M.pearson([1, 1, 1], [1, 2, 3]) == 0.0
@@ -151,7 +148,6 @@ def test_against_scipy(seed):
     if np.ptp(xi) > 0 and np.ptp(yi) > 0:
         assert M.pearson(xi, yi) == pytest.approx(stats.pearsonr(xi, yi)[0], abs=1e-10)
         assert M.spearman(xi, yi) == pytest.approx(stats.spearmanr(xi, yi)[0], abs=1e-10)
-    np.testing.assert_allclose(M._rankdata(xi), stats.rankdata(xi, method="average"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -206,10 +202,39 @@ def test_unknown_task_and_main_metric():
     assert M.main_metric("ner") == "f1"
     for task in ("sst2", "qnli", "rte", "wnli", "mnli", "mnli_mismatched", "glue/mnli_matched"):
         assert M.main_metric(task) == "accuracy"
+    with pytest.raises(ValueError, match="goes with a task kind"):
+        M.main_metric("cola", "sst2")
     # the main metric is always one of the keys glue_metrics returns
     for task in M.GLUE_TASKS:
         preds, labels = ([0.5, 1.5, 2.0], [1.0, 1.0, 2.5]) if task == "stsb" else ([0, 1, 1], [0, 1, 0])
         assert M.main_metric(task) in M.glue_metrics(task, preds, labels)
+
+
+def test_main_metric_of_a_kind():
+    # how the trainers call it: the task kind, and the GLUE task when there is one
+    assert M.main_metric("ner") == M.main_metric("ner", "") == "f1"
+    assert M.main_metric("regression") == M.main_metric("regression", "stsb") == "pearson"
+    assert M.main_metric("classification") == "accuracy"
+    assert M.main_metric("classification", "cola") == "mcc" and M.main_metric("classification", "MRPC") == "f1"
+    with pytest.raises(ValueError, match="unknown task 'squad'"):
+        M.main_metric("classification", "squad")
+
+
+def test_score_logits():
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 3.0]])  # argmax 0 1 0 1
+    labels = np.array([0, 1, 1, 1])
+    assert M.score_logits("classification", logits, labels) == {"accuracy": 0.75}
+    m = M.score_logits("classification", logits, labels, glue_task="mrpc")
+    assert m == {"accuracy": 0.75, "f1": pytest.approx(0.8), "acc_and_f1": pytest.approx(0.775)}
+    m = M.score_logits("regression", np.array([[2.0], [4.0], [7.0]]), np.array([1.0, 2.0, 3.0]))
+    assert m["pearson"] == pytest.approx(15 / math.sqrt(228)) and m["spearman"] == pytest.approx(1.0)
+    assert m["corr"] == pytest.approx((m["pearson"] + m["spearman"]) / 2)
+    # NER: positions labelled -1 (continuation sub-tokens, padding) are not scored; ids past the names read as O
+    names = ["O", "B-PER", "I-PER"]
+    tag_logits = np.eye(4)[np.array([[1, 2, 0, 3], [0, 2, 1, 0]])]  # I-PER after O opens a chunk (IOB1)
+    tag_labels = np.array([[1, 2, -1, 0], [0, 1, -1, -1]])
+    m = M.score_logits("ner", tag_logits, tag_labels, label_names=names)
+    assert m == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "accuracy": pytest.approx(4 / 5)}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -498,3 +523,108 @@ def test_against_conlleval_script():
             # get_entities finds one chunk per conlleval chunk start
             assert sum(len(M.get_entities(s)) for s in gold) == fc
             assert sum(len(M.get_entities(s)) for s in pred) == fg
+
+
+# ---------------------------------------------------------------------------------------------------------
+# NER: against seqeval (its default mode follows conlleval's chunk rules for B-/I-/O tags)
+# ---------------------------------------------------------------------------------------------------------
+
+# Real-looking sentences (CoNLL-2003 style) with a prediction each: IOB2 and IOB1 tags (chunks that start with
+# I-), type changes inside a span, B- after B-, spans too short / too long / shifted, missed and invented chunks.
+_NER_CASES = [
+    # IOB2, all right
+    (["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"],
+     ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]),
+    # IOB2: a span cut short, a wrong type, a missed chunk
+    (["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "I-LOC", "O", "B-ORG"],
+     ["B-PER", "O", "O", "B-ORG", "I-ORG", "I-ORG", "O", "O"]),
+    # IOB1 gold (chunks start with I-; B- only between two chunks of one type) vs IOB2 prediction
+    (["I-ORG", "I-ORG", "O", "I-PER", "B-PER", "O", "I-LOC"],
+     ["B-ORG", "I-ORG", "O", "B-PER", "B-PER", "O", "B-LOC"]),
+    # IOB1 prediction against IOB2 gold, with a type change inside a span and an invented chunk
+    (["B-PER", "I-PER", "I-PER", "O", "O", "B-MISC", "I-MISC"],
+     ["I-PER", "I-PER", "I-LOC", "O", "I-ORG", "I-MISC", "I-MISC"]),
+    # B- after B- of one type is two chunks; I- after B- of another type starts a chunk
+    (["B-LOC", "B-LOC", "O", "B-ORG", "I-ORG"],
+     ["B-LOC", "I-LOC", "O", "B-ORG", "I-PER"]),
+    # no entity in gold, some predicted; and a sentence with no entity at all
+    (["O", "O", "O", "O"], ["O", "B-MISC", "I-MISC", "O"]),
+    (["O", "O"], ["O", "O"]),
+    # a span shifted by one, and a chunk running to the end of the sentence
+    (["O", "B-PER", "I-PER", "O", "B-LOC", "I-LOC"],
+     ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC"]),
+]
+
+
+def _assert_same_as_seqeval(gold, pred):
+    sl = pytest.importorskip("seqeval.metrics.sequence_labeling")
+    m = M.ner_metrics(gold, pred)
+    p, r, f, _ = sl.precision_recall_fscore_support(gold, pred, average="micro", zero_division=0)
+    assert (m["precision"], m["recall"], m["f1"]) == pytest.approx((p, r, f), abs=1e-12)
+    assert m["accuracy"] == pytest.approx(sl.accuracy_score(gold, pred), abs=1e-12)
+    ps, rs, fs, support = sl.precision_recall_fscore_support(gold, pred, average=None, zero_division=0)
+    types = sorted({e[0] for seq in gold + pred for e in sl.get_entities(seq)})  # seqeval's order: sorted types
+    assert list(m["per_type"]) == types
+    for t, pt, rt, ft, st in zip(types, ps, rs, fs, support):
+        ours = m["per_type"][t]
+        assert (ours["precision"], ours["recall"], ours["f1"]) == pytest.approx((pt, rt, ft), abs=1e-12), t
+        assert ours["found_correct"] == st, t
+
+
+def test_ner_against_seqeval_hand_cases():
+    for gold, pred in _NER_CASES:  # one sentence at a time, then all together (chunks never cross sentences)
+        _assert_same_as_seqeval([gold], [pred])
+    _assert_same_as_seqeval([g for g, _ in _NER_CASES], [p for _, p in _NER_CASES])
+    # a chunk ending one sentence and an I- starting the next are two chunks for both
+    _assert_same_as_seqeval([["B-PER", "I-PER"], ["I-PER", "O"]], [["B-PER", "I-PER"], ["B-PER", "O"]])
+
+
+def _perturb(tags, rng, tagset):
+    """A deterministic stand-in for a model's output: IOB1-style starts, shortened spans, type and tag errors."""
+    out = list(tags)
+    for i, t in enumerate(out):
+        u = rng.random()
+        if t.startswith("B-") and u < 0.10:
+            out[i] = "I-" + t[2:]  # the chunk now starts with I- (same chunk for conlleval)
+        elif t.startswith("I-") and u < 0.08:
+            out[i] = "O"  # the span is cut
+        elif u < 0.04:
+            out[i] = str(rng.choice(tagset))  # any other error
+    return out
+
+
+@pytest.mark.parametrize("scheme", ["iob2", "iob1"])
+def test_ner_against_seqeval_random(scheme):
+    rng = np.random.default_rng(11 if scheme == "iob2" else 12)
+    tagset = ["O"] + [f"{p}-{t}" for p in ("B", "I") for t in ("PER", "LOC", "ORG", "MISC")]
+    for _ in range(60):
+        gold = []
+        for _ in range(int(rng.integers(1, 6))):
+            tags = [str(t) for t in rng.choice(tagset, size=int(rng.integers(1, 15)))]
+            if scheme == "iob2":  # an I-X only after B-X or I-X
+                for i, t in enumerate(tags):
+                    if t.startswith("I-") and (i == 0 or tags[i - 1][2:] != t[2:]):
+                        tags[i] = "B-" + t[2:]
+            gold.append(tags)
+        _assert_same_as_seqeval(gold, [_perturb(g, rng, tagset) for g in gold])
+
+
+def test_ner_against_seqeval_real_conll(shared_data_dir):
+    path = shared_data_dir / "conll2003" / "dev.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    from xtremedistil_tf.data.readers import read_conll
+
+    data = read_conll(str(path))
+    gold = [[data.label_names[i] for i in e.label] for e in data.examples]
+    rng = np.random.default_rng(2003)
+    pred = [_perturb(g, rng, data.label_names) for g in gold]
+    assert sum(map(len, gold)) > 50_000
+    _assert_same_as_seqeval(gold, pred)
+    m = M.ner_metrics(gold, pred)
+    assert 0.5 < m["f1"] < 0.99  # the perturbation leaves a realistic, imperfect score
+    # and the same file as IOB1 (chunks start with I- unless they follow a chunk of the same type)
+    iob1 = [[("I-" + t[2:]) if t.startswith("B-") and (i == 0 or g[i - 1][2:] != t[2:]) else t
+             for i, t in enumerate(g)] for g in gold]
+    assert M.ner_metrics(iob1, gold)["f1"] == 1.0
+    _assert_same_as_seqeval(iob1, pred)

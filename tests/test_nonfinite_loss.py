@@ -75,7 +75,7 @@ def test_nan_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(loop.NonFiniteLossError, match=r"^stage-3 chunk 0 epoch 2: loss is nan at step 2; stopping"):
         run_phase("stage-3", model=model, checkpoint=PhaseCheckpoint(str(folder), model, None), num_chunks=2,
                   load_chunk=lambda i: None, train_epoch=train_epoch, score=lambda d: (0.0, {}), epochs=3,
-                  patience=5, faithful=False)
+                  patience=5)
     assert all(np.isnan(w).all() for w in get_weights(model))  # the model in memory blew up
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no half-written checkpoint
 
@@ -92,5 +92,5 @@ def test_nan_keeps_the_last_good_checkpoint(tmp_path):
     model = fresh
     result = run_phase("stage-3", model=model, checkpoint=PhaseCheckpoint(str(folder), model, None), num_chunks=1,
                        load_chunk=lambda i: None, train_epoch=train_epoch, score=lambda d: (0.0, {}), epochs=3,
-                       patience=5, faithful=False)
+                       patience=5)
     assert [(h["chunk"], h["epoch"]) for h in result.history] == [(0, 0), (0, 1), (0, 2)]

@@ -21,7 +21,7 @@ transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 from xtremedistil_tf.errors import ConfigError, UserError  # noqa: E402
-from xtremedistil_tf.train.glue import GlueConfig, run_glue  # noqa: E402
+from xtremedistil_tf.apps.glue import GlueConfig, run_glue  # noqa: E402
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 WORDS = ("the cat dog sat on a mat house green red blue ran quickly slowly big small bird tree old new man woman "
@@ -143,9 +143,18 @@ def test_stsb_regression_local_folder(tmp_path, tiny_bert):
     got = km({k: tf.constant(v.numpy(), tf.int32) for k, v in enc.items()})["logits"].numpy()
     np.testing.assert_allclose(got, ref, atol=1e-4)
 
-    # A finished run with the same flags only reports; different flags are refused.
-    again = run_glue(_config(tiny_bert, out, task="stsb", data_dir=str(data), export_saved_model=True))
+    # A finished run with the same flags only reports (nothing is loaded, trained or written again); different
+    # flags are refused.
+    from xtremedistil_tf.apps.glue import GlueRun
+    written = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "run.log"}
+    original_run = GlueRun._run
+    GlueRun._run = lambda self: pytest.fail("a finished run_glue.py run did its work again")
+    try:
+        again = run_glue(_config(tiny_bert, out, task="stsb", data_dir=str(data), export_saved_model=True))
+    finally:
+        GlueRun._run = original_run
     assert again["final"] == saved["final"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "run.log"} == written
     with pytest.raises(ConfigError, match="different flags"):
         run_glue(_config(tiny_bert, out, task="stsb", data_dir=str(data), epochs=3))
 
@@ -158,7 +167,6 @@ def test_cola_local_folder_subsample_and_reload(tmp_path, tiny_bert):
     assert m["data"]["train"] == 16 and m["data"]["train_total"] == 24 and m["main_metric"] == "mcc"
     assert 1 <= len(m["epochs"]) <= 3 and all("mcc" in h and "accuracy" in h for h in m["epochs"])
     assert m["best_epoch"] == max(m["epochs"], key=lambda h: h["score"])["epoch"]
-    assert m["final"]["dev"]["mcc"] == pytest.approx(m["best_dev_score"])  # the best epoch is the model kept
     rows = _read_tsv(out / "submission" / "CoLA.tsv")
     assert rows[0] == ["index", "prediction"] and len(rows) == 1 + 9 and {r[1] for r in rows[1:]} <= {"0", "1"}
     hf = transformers.AutoModelForSequenceClassification.from_pretrained(out / "hf")
@@ -168,6 +176,8 @@ def test_cola_local_folder_subsample_and_reload(tmp_path, tiny_bert):
                              export_hf=False, export_keras=False))
     assert again["head"] != "new" and again["epochs"] == []
     assert again["final"]["dev"]["mcc"] == pytest.approx(m["final"]["dev"]["mcc"], abs=1e-6)
+    # evaluated afresh, the exported weights score what the best epoch scored: the best epoch is the model kept
+    assert again["final"]["dev"]["mcc"] == pytest.approx(m["best_dev_score"], abs=1e-6)
     assert again["final"]["dev"]["accuracy"] == pytest.approx(m["final"]["dev"]["accuracy"])
 
 
@@ -256,8 +266,8 @@ def test_distilled_model_dir(tmp_path, tiny_bert):
     from xtremedistil_tf.convert.hf import load_hf_encoder
     from xtremedistil_tf.data.tokenize import Featurizer, load_tokenizer
     from xtremedistil_tf.distill.student import Student
-    from xtremedistil_tf.distill.teacher import save_model
-    from xtremedistil_tf.train.glue import STUDENT_CONFIG, STUDENT_WEIGHTS
+    from xtremedistil_tf.models.saving import save_model
+    from xtremedistil_tf.apps.glue import STUDENT_CONFIG, STUDENT_WEIGHTS
     names = ["unacceptable", "acceptable"]
     student = Student(load_hf_encoder(str(tiny_bert)).encoder, 2, "classification", teacher_hidden_size=32)
     student.build()

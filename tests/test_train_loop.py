@@ -1,9 +1,11 @@
 """The shared training loop: length-grouped batches and a step traced once for batches of any length."""
+import keras
 import numpy as np
 import tensorflow as tf
 
 from xtremedistil_tf.train import loop
 from xtremedistil_tf.train.loop import length_grouped_order
+from xtremedistil_tf.train.trainer import LossModel
 
 
 def test_length_grouped_order():
@@ -64,14 +66,17 @@ def test_step_is_traced_once_for_batches_of_any_length():
     w = tf.Variable(0.5)
     traces = []
 
-    def loss_fn(batch, training):
-        traces.append(1)
-        x = tf.reduce_sum(tf.cast(batch["attention_mask"], "float32"), axis=1) / 64.0
-        return tf.square(w * x - batch["target"])
+    class Toy(LossModel):
+        def per_example_loss(self, batch, training):
+            traces.append(1)
+            x = tf.reduce_sum(tf.cast(batch["attention_mask"], "float32"), axis=1) / 64.0
+            return tf.square(w * x - batch["target"])
 
     opt = loop.make_optimizer(1e-2)
     loop.build_optimizer(opt, [w], strategy)
-    step = loop.Step(strategy, loss_fn, [w], opt, 16)
+    toy = Toy(keras.layers.Identity())
+    toy.configure(optimizer=opt, variables=[w], global_batch_size=16)
+    step = loop.Step(strategy, toy)
     ds = loop.dataset_from_arrays(arrays, 16, shuffle=True, seed=0, drop_remainder=False, trim=True,
                                   group_by_length=True, token_keys=("input_ids", "attention_mask", "token_type_ids"))
     shapes = {tuple(b["input_ids"].shape) for b in ds}

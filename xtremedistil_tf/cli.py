@@ -10,13 +10,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 EXIT_USER_ERROR = 2
 
 
-def define_dataclass_flags(cls, help_texts: dict) -> None:
-    """One absl flag per field of a config dataclass, typed by the field's default."""
+def define_config_flags(cls) -> None:
+    """One absl flag per field of a config dataclass, typed by the field's default, with the field's help."""
     import dataclasses
 
     from absl import flags
     for field in dataclasses.fields(cls):
-        default, name, help_text = field.default, field.name, help_texts.get(field.name, field.name)
+        default, name, help_text = field.default, field.name, field.metadata.get("help", field.name)
         if isinstance(default, bool):
             flags.DEFINE_bool(name, default, help_text)
         elif isinstance(default, int):
@@ -27,7 +27,8 @@ def define_dataclass_flags(cls, help_texts: dict) -> None:
             flags.DEFINE_string(name, default, help_text)
 
 
-def dataclass_from_flags(cls):
+def config_from_flags(cls):
+    """The config dataclass `cls` filled from the parsed flags."""
     import dataclasses
 
     from absl import flags
@@ -35,6 +36,8 @@ def dataclass_from_flags(cls):
 
 
 def run_main(main, argv, verbose: bool) -> int:
+    """Calls `main(argv)` and returns the exit code: 0, 2 for a UserError (one line on stderr, the traceback
+    only if `verbose`), 130 on Ctrl-C. Other exceptions propagate so real bugs keep their traceback."""
     from xtremedistil_tf.errors import UserError
     try:
         main(argv)

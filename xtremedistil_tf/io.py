@@ -64,11 +64,13 @@ def atomic_dir(path: str) -> Iterator[str]:
 
 
 def write_text(path: str, text: str) -> None:
+    """Writes `text` as UTF-8 to `path` atomically, so readers see the old file or the whole new one."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
 
 
 def write_json(path: str, obj: Any) -> None:
+    """Writes `obj` atomically as indented, key-sorted JSON (stable diffs); numpy scalars and arrays allowed."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
@@ -86,6 +88,7 @@ def read_json(path: str) -> Any:
 
 
 def save_npy(path: str, array: np.ndarray) -> None:
+    """Saves `array` in .npy format to `path` atomically, so a crash never leaves a truncated array."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array)
 

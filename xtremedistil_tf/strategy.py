@@ -46,6 +46,7 @@ def make_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribute.S
 
 
 def set_precision(policy: str) -> None:
+    """Sets the global Keras precision policy, rejecting names outside PRECISIONS with a ConfigError."""
     if policy not in PRECISIONS:
         raise ConfigError(f"--precision={policy!r}: expected one of {PRECISIONS}")
     keras.mixed_precision.set_global_policy(policy)

@@ -25,6 +25,7 @@ RANDOM_LENGTHS = (16, 9, 4, 12)
 
 
 def parse_args(argv=None):
+    """The command line of `python -m xtremedistil_tf.convert`."""
     p = argparse.ArgumentParser(prog="python -m xtremedistil_tf.convert", description=__doc__.split("\n\n")[0])
     p.add_argument("--input", required=True, help="HF folder or hub id, Google BERT checkpoint folder, or Keras "
                                                    "folder written by --format keras")
@@ -130,30 +131,34 @@ def torch_reference(loaded):
 
 
 def tf_outputs(fmt: str, output: str, batch):
-    """DST's last hidden state, run in TensorFlow."""
+    """DST's last hidden state, run in TensorFlow; `batch` is (input_ids, attention_mask, token_type_ids)."""
     import numpy as np
     import tensorflow as tf
-    ids, mask, types = batch
+
+    from xtremedistil_tf.models.encoder import INPUT_NAMES
+    inputs = dict(zip(INPUT_NAMES, batch))
     if fmt == "saved_model":
         fn = tf.saved_model.load(output).signatures["serving_default"]
-        out = fn(input_ids=tf.constant(ids, tf.int32), attention_mask=tf.constant(mask, tf.int32),
-                 token_type_ids=tf.constant(types, tf.int32))
+        out = fn(**{k: tf.constant(v, tf.int32) for k, v in inputs.items()})
         return np.asarray(out["last_hidden_state"], np.float32)
     from xtremedistil_tf.convert.export import load_any, load_keras
     model = load_keras(output) if fmt == "keras" else load_any(output).model
-    out = model({"input_ids": ids, "attention_mask": mask, "token_type_ids": types}, training=False)
+    out = model(inputs, training=False)
     return np.asarray(tf.cast(out["sequence_output"], tf.float32))
 
 
 def verify(loaded, fmt: str, output: str, tolerance: float) -> tuple[float, bool]:
+    """Runs SRC in transformers and DST in TensorFlow on one batch; (largest difference, within tolerance)."""
     import numpy as np
     import torch
+
+    from xtremedistil_tf.models.encoder import INPUT_NAMES
     batch, where = verification_batch(loaded)
-    ids, mask, types = batch
+    _, mask, _ = batch
     reference = torch_reference(loaded)
-    feed = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-    if loaded.encoder.type_vocab_size > 0:
-        feed["token_type_ids"] = torch.from_numpy(types)
+    feed = {k: torch.from_numpy(v) for k, v in zip(INPUT_NAMES, batch)}
+    if loaded.encoder.type_vocab_size == 0:
+        del feed["token_type_ids"]
     with torch.no_grad():
         theirs = reference(**feed).last_hidden_state.float().numpy()
     mine = tf_outputs(fmt, output, batch)
@@ -191,6 +196,7 @@ def preflight(args) -> None:
 
 
 def run(args) -> int:
+    """Loads --input, writes --output in --format, and verifies it if asked; returns the exit code."""
     preflight(args)
     from xtremedistil_tf.convert.export import export_hf, export_saved_model, load_any, save_keras
     loaded = load_any(args.input, allow_pickle=args.allow_pickle)
@@ -242,6 +248,7 @@ def _quiet_import_tensorflow() -> None:
 
 
 def main(argv=None) -> int:
+    """The entry point: `run` with every failure turned into one line on stderr and exit code 2."""
     args = parse_args(argv)
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -6,7 +6,7 @@
   `attention_mask`, `token_type_ids` of shape [batch, seq] (both dynamic) and returns `last_hidden_state`
   (+ `pooler_output` when the encoder has a pooler) and, for a task model, `logits`.
 - `save_keras` / `load_keras`: Keras weights (`model.weights.h5`) plus the model's config (`keras_config.json`)
-  so the model rebuilds without code changes.
+  so the model rebuilds without code changes; serialized with `xtremedistil_tf.models.saving`, like run folders.
 - `load_any`: one of our Keras folders, a Hugging Face folder or hub id, or a Google BERT checkpoint.
 
 Every writer builds the output in a temporary folder beside the target and swaps it in at the end, so a crash never
@@ -22,10 +22,13 @@ import shutil
 import numpy as np
 
 from xtremedistil_tf.convert import names
-from xtremedistil_tf.convert.hf import (encoder_state_dict, hf_config_from_encoder, load_hf_encoder,
-                                        resolve_source)
+from xtremedistil_tf.convert.hf import (encoder_state_dict, head_state_dict, hf_config_from_encoder, load_hf_encoder,
+                                        load_hf_head, resolve_source)
 from xtremedistil_tf.errors import CheckpointError, UserError
-from xtremedistil_tf.io import atomic_dir
+from xtremedistil_tf.io import atomic_dir, write_json
+from xtremedistil_tf.models.encoder import INPUT_NAMES, Encoder
+from xtremedistil_tf.models.heads import TaskModel, default_head_style
+from xtremedistil_tf.models.saving import load_weights, model_from_spec, model_spec, write_weights
 
 KERAS_CONFIG = "keras_config.json"
 KERAS_WEIGHTS = "model.weights.h5"
@@ -41,15 +44,9 @@ _NO_POOLER_TASKS = {("bert", "ner"), ("roberta", "classification"), ("roberta", 
                     ("xlm-roberta", "classification"), ("xlm-roberta", "regression"), ("xlm-roberta", "ner")}
 
 
-def _task_model_cls():
-    from xtremedistil_tf.models.heads import TaskModel
-    return TaskModel
-
-
 def _split(model):
     """(encoder, task model or None) for an Encoder or a TaskModel."""
-    from xtremedistil_tf.models.encoder import Encoder
-    if isinstance(model, _task_model_cls()):
+    if isinstance(model, TaskModel):
         return model.encoder, model
     if isinstance(model, Encoder):
         return model, None
@@ -75,6 +72,7 @@ def _check_replaceable(folder: str, overwrite: bool) -> None:
 
 # ------------------------------------------------------------------------------------------------------- tokenizers
 def find_tokenizer_files(folder: str | None) -> list[str]:
+    """The tokenizer files (TOKENIZER_FILES) present in `folder`; none for a missing folder."""
     if not folder or not os.path.isdir(folder):
         return []
     return [os.path.join(folder, n) for n in TOKENIZER_FILES if os.path.isfile(os.path.join(folder, n))]
@@ -135,7 +133,6 @@ def hf_export_config(model, label_names=None) -> dict:
 
 def hf_state_dict(model) -> dict[str, np.ndarray]:
     """Weights under the names of the HF class `export_hf` declares (float32, PyTorch layout)."""
-    from xtremedistil_tf.models.heads import default_head_style
     encoder, task = _split(model)
     _ensure_built(model)
     if task is None:
@@ -152,7 +149,7 @@ def hf_state_dict(model) -> dict[str, np.ndarray]:
     elif arch == "bert" and task.kind != "ner" and not pooler_keys:
         raise UserError("BertForSequenceClassification needs a pooler, and this encoder has none (its head reads "
                         "the first token); export the encoder alone, or build the encoder with use_pooler=True")
-    state.update(task.head_state_dict())
+    state.update(head_state_dict(task))
     return state
 
 
@@ -181,13 +178,12 @@ def export_hf(model, folder: str, *, tokenizer=None, label_names=None, overwrite
 
 # ------------------------------------------------------------------------------------------------------ SavedModel
 def serving_function(model):
-    """A tf.function over int32 input_ids, attention_mask, token_type_ids [batch, seq] -> dict of float32."""
+    """A function of int32 input_ids, attention_mask, token_type_ids [batch, seq] -> dict of float32 outputs."""
     import tensorflow as tf
-    encoder, task = _split(model)
+    _, task = _split(model)
 
-    def serve(input_ids, attention_mask, token_type_ids):
-        out = model({"input_ids": input_ids, "attention_mask": attention_mask,
-                     "token_type_ids": token_type_ids}, training=False)
+    def serve(input_ids, attention_mask, token_type_ids):  # parameters in INPUT_NAMES order
+        out = model(dict(zip(INPUT_NAMES, (input_ids, attention_mask, token_type_ids))), training=False)
         result = {"last_hidden_state": tf.cast(out["sequence_output"], tf.float32)}
         if "pooled_output" in out:
             result["pooler_output"] = tf.cast(out["pooled_output"], tf.float32)
@@ -199,9 +195,9 @@ def serving_function(model):
 
 
 def serving_signature():
+    """The SavedModel input signature: one int32 [batch, seq] tensor per name in INPUT_NAMES, both dims dynamic."""
     import tensorflow as tf
-    return [tf.TensorSpec([None, None], tf.int32, name=n) for n in ("input_ids", "attention_mask",
-                                                                     "token_type_ids")]
+    return [tf.TensorSpec([None, None], tf.int32, name=n) for n in INPUT_NAMES]
 
 
 def export_saved_model(model, path: str, *, tokenizer=None, overwrite: bool = False) -> str:
@@ -231,18 +227,16 @@ def export_saved_model(model, path: str, *, tokenizer=None, overwrite: bool = Fa
 def save_keras(model, folder: str, *, tokenizer=None, extra: dict | None = None, overwrite: bool = False) -> str:
     """Writes `model.weights.h5` + `keras_config.json` (the serialized model config) (+ tokenizer files).
 
-    `extra` (JSON-serialisable, e.g. label names) is stored beside the config and returned by `load_keras_folder`.
+    `extra` (JSON-serialisable, e.g. label names) is stored beside the config; `load_any` returns its label names.
+    The model is described and its weights written as `xtremedistil_tf.models.saving` does for run folders.
     """
-    import keras
     folder = os.fspath(folder)
     _check_replaceable(folder, overwrite)
     _ensure_built(model)
-    doc = {"format": KERAS_FORMAT, "model": keras.saving.serialize_keras_object(model), "extra": extra or {}}
+    doc = {"format": KERAS_FORMAT, "model": model_spec(model), "extra": extra or {}}
     with atomic_dir(folder) as tmp:
-        with open(os.path.join(tmp, KERAS_CONFIG), "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2, sort_keys=True)
-            f.write("\n")
-        model.save_weights(os.path.join(tmp, KERAS_WEIGHTS))
+        write_json(os.path.join(tmp, KERAS_CONFIG), doc)
+        write_weights(model, os.path.join(tmp, KERAS_WEIGHTS))
         write_tokenizer(tokenizer, tmp)
     return folder
 
@@ -264,24 +258,13 @@ def _read_keras_doc(folder: str) -> dict:
 
 def load_keras(folder: str):
     """Rebuilds the model saved by `save_keras` and loads its weights."""
-    import keras
-    import xtremedistil_tf.models.heads  # noqa: F401 - registers the serializable classes
     folder = os.fspath(folder)
     doc = _read_keras_doc(folder)
-    try:
-        model = keras.saving.deserialize_keras_object(doc["model"])
-    except Exception as e:  # noqa: BLE001 - an unreadable config becomes one clear message
-        raise CheckpointError(f"{folder}/{KERAS_CONFIG}: cannot rebuild the model ({type(e).__name__}: {e})") \
-            from None
-    _ensure_built(model)
+    model = model_from_spec(doc.get("model"), source=f"{folder}/{KERAS_CONFIG}")
     weights = os.path.join(folder, KERAS_WEIGHTS)
     if not os.path.isfile(weights):
         raise CheckpointError(f"{folder}: no {KERAS_WEIGHTS}")
-    try:
-        model.load_weights(weights)
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{weights}: cannot load the weights into the model of {KERAS_CONFIG} "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''})") from None
+    load_weights(model, weights, context=f" into the model of {KERAS_CONFIG}")
     return model
 
 
@@ -299,10 +282,12 @@ class LoadedModel:
 
     @property
     def encoder(self):
+        """The model's encoder (the model itself when it is an Encoder)."""
         return _split(self.model)[0]
 
 
 def _looks_like_path(source: str) -> bool:
+    """Whether `source` is meant as a local path rather than a hub id."""
     return (source.startswith((".", "/", "~")) or os.path.isabs(source) or source.count("/") > 1
             or "\\" in source or source.endswith((".json", ".h5", ".index", ".ckpt", ".safetensors", ".bin")))
 
@@ -343,9 +328,9 @@ def _task_from_hf(loaded, cfg: dict):
     n = len(id2label) if id2label else int(cfg.get("num_labels", 2))
     if kind == "classification" and (cfg.get("problem_type") == "regression" or n == 1):
         kind = "regression"
-    task = _task_model_cls()(loaded.encoder, n, kind, name="task_model")
+    task = TaskModel(loaded.encoder, n, kind, name="task_model")
     task.build()
-    if not task.load_hf_head(loaded.heads, source=loaded.source):
+    if not load_hf_head(task, loaded.heads, source=loaded.source):
         return None, None
     labels = [id2label.get(str(i), id2label.get(i, f"LABEL_{i}")) for i in range(n)] if id2label else None
     return task, labels

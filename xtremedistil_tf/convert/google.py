@@ -128,6 +128,7 @@ def is_google_checkpoint(source: str) -> bool:
 
 
 def read_google_config(path: str) -> dict:
+    """The Hugging Face style config dict of a Google `bert_config.json` (model_type bert)."""
     try:
         with open(path, encoding="utf-8") as f:
             cfg = json.load(f)

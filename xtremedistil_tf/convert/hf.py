@@ -111,6 +111,7 @@ def resolve_source(source: str) -> str:
 
 
 def read_hf_config(folder: str) -> dict:
+    """The folder's `config.json` as a dict; missing or malformed files raise CheckpointError naming them."""
     path = os.path.join(folder, "config.json")
     if not os.path.isfile(path):
         raise CheckpointError(f"{folder}: no config.json")
@@ -296,4 +297,34 @@ def encoder_state_dict(encoder: Encoder, *, prefix: str = "") -> dict[str, np.nd
     for key, (path, transpose) in names.expand(encoder.architecture, encoder).items():
         value = np.asarray(names.resolve(encoder, path).numpy(), dtype=np.float32)
         out[prefix + key] = np.ascontiguousarray(value.T if transpose else value)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------- task heads
+def load_hf_head(task_model, state_dict: dict[str, np.ndarray], *, source: str) -> bool:
+    """Loads a fine-tuned HF task head into `task_model` (a TaskModel) if `state_dict` has every weight of it.
+
+    Returns whether it did; a head of another shape (a different number of labels) raises CheckpointError.
+    """
+    mapping = names.head_name_map(task_model.kind, task_model.head_style)
+    if not all(k in state_dict for k in mapping):
+        return False
+    if not task_model.built:
+        task_model.build()
+    for key, (path, transpose) in mapping.items():
+        var = names.resolve(task_model.head, path)
+        value = state_dict[key].T if transpose else state_dict[key]
+        if tuple(value.shape) != tuple(var.shape):
+            raise CheckpointError(f"{source}: head weight {key} has shape {tuple(value.shape)}, the task "
+                                  f"needs {tuple(var.shape)} (number of labels differs?)")
+        var.assign(value)
+    return True
+
+
+def head_state_dict(task_model) -> dict[str, np.ndarray]:
+    """The task head's weights under Hugging Face (PyTorch layout) names, the inverse of `load_hf_head`."""
+    out = {}
+    for key, (path, transpose) in names.head_name_map(task_model.kind, task_model.head_style).items():
+        value = np.asarray(names.resolve(task_model.head, path).numpy(), np.float32)
+        out[key] = np.ascontiguousarray(value.T if transpose else value)
     return out

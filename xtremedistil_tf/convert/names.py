@@ -1,8 +1,9 @@
-"""Declarative weight-name maps between Hugging Face (PyTorch layout) checkpoints and the Keras encoder.
+"""Declarative weight-name maps between Hugging Face (PyTorch layout) checkpoints and the Keras encoder and heads.
 
 Each entry maps a Hugging Face key (without the model prefix such as `bert.`) to the encoder attribute path of the
 Keras variable and whether the array must be transposed (PyTorch Linear weights are [out, in], Keras kernels are
-[in, out]). `{i}` stands for the block index.
+[in, out]). `{i}` stands for the block index. `HEAD_NAME_MAPS` does the same for task heads, one table for both
+loading a fine-tuned head and exporting one.
 """
 from __future__ import annotations
 
@@ -70,6 +71,18 @@ NAME_MAPS = {
     "distilbert": ("distilbert", [_DISTILBERT_EMBEDDINGS, _DISTILBERT_BLOCK]),
 }
 
+# Task heads, per head style (see `xtremedistil_tf.models.heads`): HF key -> (head attribute path, transpose).
+# One table serves loading a fine-tuned head and exporting one. Token classification always uses the `bert` map.
+HEAD_NAME_MAPS = {
+    "bert": {"classifier.weight": ("classifier.kernel", T), "classifier.bias": ("classifier.bias", False)},
+    "roberta": {"classifier.dense.weight": ("dense.kernel", T), "classifier.dense.bias": ("dense.bias", False),
+                "classifier.out_proj.weight": ("classifier.kernel", T),
+                "classifier.out_proj.bias": ("classifier.bias", False)},
+    "distilbert": {"pre_classifier.weight": ("dense.kernel", T), "pre_classifier.bias": ("dense.bias", False),
+                   "classifier.weight": ("classifier.kernel", T), "classifier.bias": ("classifier.bias", False)},
+}
+HEAD_NAME_MAPS["electra"] = HEAD_NAME_MAPS["roberta"]
+
 # Keys of task heads and buffers that an encoder does not use: reported, never fatal.
 HEAD_PREFIXES = ("classifier.", "cls.", "lm_head.", "qa_outputs.", "discriminator_predictions.",
                  "generator_predictions.", "generator_lm_head.", "pre_classifier.", "vocab_transform.",
@@ -103,3 +116,8 @@ def resolve(encoder, path: str):
     for part in path.split("."):
         obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
     return obj
+
+
+def head_name_map(kind: str, head_style: str) -> dict[str, tuple[str, bool]]:
+    """The HF-key -> (head attribute path, transpose) map of a task head of this kind and style."""
+    return HEAD_NAME_MAPS["bert" if kind == "ner" else head_style]

@@ -1,7 +1,5 @@
-"""tf.data pipelines over encoded features, and the on-disk token cache of a (large) transfer file.
-
-Batch sizes here are global: the caller passes per-replica batch x replicas (see :func:`global_batch_size`).
-"""
+"""The on-disk token cache of a (large) transfer file, read in chunks, and the original's shuffled row order.
+(Training batches are drawn by `train.loop.dataset_from_arrays`.)"""
 from __future__ import annotations
 
 import contextlib
@@ -17,44 +15,6 @@ from absl import logging
 from xtremedistil_tf import io as xio
 from xtremedistil_tf.data.readers import Example, MissingFileError, iter_transfer_file
 from xtremedistil_tf.data.tokenize import Encoded, Featurizer, log_truncation
-
-INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def global_batch_size(per_replica_batch_size: int, strategy=None) -> int:
-    """Per-replica batch size x number of replicas of ``strategy`` (the default strategy when None)."""
-    import tensorflow as tf
-
-    strategy = strategy or tf.distribute.get_strategy()
-    return int(per_replica_batch_size) * int(strategy.num_replicas_in_sync)
-
-
-def make_dataset(features: dict[str, np.ndarray], batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 drop_remainder: bool = False, repeat: bool = False, label_key: str | None = "labels"):
-    """A tf.data.Dataset of ``(inputs, labels)`` batches, or ``inputs`` alone when there is no ``label_key``.
-
-    ``inputs`` is the dict of input_ids, attention_mask, token_type_ids. Shuffling is over the whole set with
-    ``seed`` (a different order each epoch, the same sequence of orders for the same seed). ``batch_size`` is
-    the global batch size.
-    """
-    import tensorflow as tf
-
-    missing = [k for k in INPUT_KEYS if k not in features]
-    if missing:
-        raise ValueError(f"features lack {missing}")
-    n = int(features["input_ids"].shape[0])
-    inputs = {k: features[k] for k in INPUT_KEYS}
-    has_labels = label_key is not None and label_key in features
-    if has_labels and features[label_key].shape[0] != n:
-        raise ValueError(f"{label_key} has {features[label_key].shape[0]} rows, inputs {n}")
-    ds = tf.data.Dataset.from_tensor_slices((inputs, features[label_key]) if has_labels else inputs)
-    if shuffle and n > 1:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Transfer cache
@@ -230,6 +190,7 @@ class TransferCache:
 
     @property
     def num_examples(self) -> int:
+        """How many examples the cache holds (building it first if needed)."""
         return int(self._require()["num_examples"])
 
     @property
@@ -244,9 +205,11 @@ class TransferCache:
 
     @property
     def shard_paths(self) -> list[str]:
+        """The cache's TFRecord shard files, in example order."""
         return [os.path.join(self.cache_dir, s["file"]) for s in self._require()["shards"]]
 
     def num_chunks(self, chunk_size: int) -> int:
+        """How many chunks of `chunk_size` examples cover the cache (the last may be shorter)."""
         return -(-self.num_examples // int(chunk_size))
 
     def _parse_fn(self):
@@ -302,7 +265,7 @@ class TransferCache:
 
     def load_rows(self, rows, *, block: int = 65536) -> dict[str, np.ndarray]:
         """The examples at positions `rows` (distinct, any order), in that order: one pass over the cache in blocks
-        of `block` records, parsing only the selected rows (the faithful mode's shuffled chunks)."""
+        of `block` records, parsing only the selected rows (chunks of a shuffled transfer set)."""
         import tensorflow as tf
 
         n = self.num_examples
@@ -326,6 +289,7 @@ class TransferCache:
         return {k: v[position] for k, v in arrays.items()}
 
     def iter_chunks(self, chunk_size: int) -> Iterator[dict[str, np.ndarray]]:
+        """Yields every chunk in order (see load_chunk), so only one chunk is in memory at a time."""
         for i in range(self.num_chunks(chunk_size)):
             yield self.load_chunk(i, chunk_size)
 
@@ -353,7 +317,7 @@ class TransferCache:
         return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def faithful_row_order(n: int, seed: int) -> np.ndarray:
+def shuffled_row_order(n: int, seed: int) -> np.ndarray:
     """The row order the original gave every file it read: sklearn.utils.shuffle(..., random_state=seed) after
     tokenisation, that is numpy's legacy RandomState(seed) permutation (frozen across numpy versions)."""
     return np.random.RandomState(seed).permutation(int(n))

@@ -14,7 +14,7 @@ other sub-tokens, the special tokens and the pads (-1 is left out of loss and me
 ``ner_subword_label="x"`` is the original's scheme: other sub-tokens get ``x_label_id`` (the original's "X"
 label) and, when ``special_label_ids`` is given, the first special token gets ``special_label_ids["bos"]``, the
 other special tokens ``["eos"]`` and pads ``["pad"]`` (the original labelled ``[CLS]``, ``[SEP]`` and ``[PAD]``
-with labels of those names appended after labels.tsv's; :func:`faithful_ner_labels` builds that list).
+with labels of those names appended after labels.tsv's; :func:`x_subword_labels` builds that list).
 Alignment uses the encoding's word ids: linear in sentence length (the original re-tokenized every prefix).
 """
 from __future__ import annotations
@@ -81,7 +81,7 @@ def tokenizer_fingerprint(tokenizer) -> dict:
     }
 
 
-def faithful_ner_labels(label_names: Sequence[str], tokenizer) -> tuple[list[str], dict]:
+def x_subword_labels(label_names: Sequence[str], tokenizer) -> tuple[list[str], dict]:
     """The original's NER label list and the Featurizer arguments that reproduce its label scheme.
 
     The original appended ``[pad, "X", eos, bos]`` (for BERT ``[PAD], X, [SEP], [CLS]``) to labels.tsv's list.
@@ -132,7 +132,7 @@ class Featurizer:
         if ner_subword_label not in NER_SUBWORD_LABELS:
             raise ValueError(f"ner_subword_label must be one of {NER_SUBWORD_LABELS}, got {ner_subword_label!r}")
         if ner_subword_label == "x" and x_label_id is None:
-            raise ValueError('ner_subword_label="x" needs x_label_id (see faithful_ner_labels)')
+            raise ValueError('ner_subword_label="x" needs x_label_id (see x_subword_labels)')
         if special_label_ids is not None and set(special_label_ids) != {"pad", "bos", "eos"}:
             raise ValueError('special_label_ids needs exactly the keys "pad", "bos", "eos"')
         if int(seq_len) < 4:
@@ -160,6 +160,7 @@ class Featurizer:
 
     # -- fingerprints ------------------------------------------------------------------------------------------
     def fingerprint(self) -> dict:
+        """The tokenizer's fingerprint (see tokenizer_fingerprint), so caches built with another one are rebuilt."""
         return tokenizer_fingerprint(self.tokenizer)
 
     # -- encoding ----------------------------------------------------------------------------------------------
@@ -258,6 +259,7 @@ class Featurizer:
         return (np.asarray(labs, np.int32), np.asarray(widx, np.int32), cut, empty)
 
     def padded_length(self, encoded: Encoded) -> int:
+        """The length `pad` uses by default: seq_len, or the batch's longest example with pad_to="longest"."""
         if self.pad_to == "seq_len" or encoded.lengths.size == 0:
             return self.seq_len
         return int(encoded.lengths.max())
@@ -312,6 +314,7 @@ class Featurizer:
 
 
 def log_truncation(name: str, n: int, truncated: int, seq_len: int) -> None:
+    """Logs how many of `name`'s `n` examples were cut to `seq_len`, so silent truncation shows in the logs."""
     if truncated:
         logging.info("%s: %d of %d examples (%.2f%%) truncated to seq_len %d", name, truncated, n,
                      100.0 * truncated / max(n, 1), seq_len)

@@ -9,96 +9,103 @@ import dataclasses
 import os
 from typing import Optional
 
+from xtremedistil_tf.config import RuntimeConfig, option
+from xtremedistil_tf.distill.policy import MODES, ModePolicy, policy_for
 from xtremedistil_tf.errors import ConfigError
-
-MODES = ("default", "faithful")
-# Keys that do not change what is computed: a rerun may change them.
-RUNTIME_KEYS = ("strategy", "tpu", "verbose", "log_every", "export_saved_model", "export_hf", "fixed_shapes",
-                "jit_compile", "keep_checkpoints")
 
 
 @dataclasses.dataclass
-class DistilConfig:
+class DistilConfig(RuntimeConfig):
+    """run_distillation.py's flags: the original release's names and meanings first, then ours."""
+
+    NEUTRAL_KEYS = RuntimeConfig.NEUTRAL_KEYS + ("export_saved_model", "export_hf", "keep_checkpoints")
+
     # --- the original release's flags (same names and meanings)
-    task: str = ""
-    model_dir: str = ""
-    seq_len: int = 128
-    transfer_file: str = ""
-    teacher_model_dir: str = ""
-    do_NER: bool = False
-    do_pairwise: bool = False
-    hidden_size: int = 384
-    num_attention_heads: int = 6
-    num_hidden_layers: int = 6
-    pt_student_checkpoint: str = ""
-    distil_attention: bool = False
-    distil_multi_hidden_states: bool = False
-    compress_word_embedding: bool = False
-    freeze_word_embedding: bool = False
-    pt_teacher: str = "TFBertModel"
-    pt_teacher_checkpoint: str = "bert-base-multilingual-cased"
-    opt_policy: str = "float32"
-    student_distil_batch_size: int = 128
-    student_ft_batch_size: int = 32
-    teacher_batch_size: int = 128
-    ft_epochs: int = 100
-    distil_epochs: int = 500
-    distil_chunk_size: int = 100000
-    patience: int = 5
+    task: str = option("", "task folder (train/dev/test.tsv in the original's format), a GLUE folder with "
+                           "--glue_task, a CoNLL folder with --do_NER, or a TFDS name such as glue/sst2")
+    model_dir: str = option("", 'output folder for the student, checkpoints and caches')
+    seq_len: int = option(128, 'maximum sequence length in tokens')
+    transfer_file: str = option("", 'unlabelled transfer set (text, pair or words a line); empty: the training texts')
+    teacher_model_dir: str = option("", 'where the fine-tuned teacher is saved and reloaded (default: '
+                                        'model_dir/teacher)')
+    do_NER: bool = option(False, 'sequence tagging')
+    do_pairwise: bool = option(False, 'sentence-pair classification')
+    hidden_size: int = option(384, 'student hidden size')
+    num_attention_heads: int = option(6, 'student attention heads')
+    num_hidden_layers: int = option(6, 'student layers')
+    pt_student_checkpoint: str = option("", 'initialise the student from this BERT checkpoint (folder or hub id)')
+    distil_attention: bool = option(False, 'also distil attention maps (implies --distil_multi_hidden_states)')
+    distil_multi_hidden_states: bool = option(False, "distil the student's L+1 hidden states against the teacher's top "
+                                                     'L+1')
+    compress_word_embedding: bool = option(False, "initialise the student's word embeddings with a PCA of the "
+                                                  "teacher's")
+    freeze_word_embedding: bool = option(False, 'keep the (compressed) word embeddings frozen (implies '
+                                                '--compress_word_embedding)')
+    pt_teacher: str = option("TFBertModel", "the teacher's class name in the original (TFBertModel, TFRobertaModel, "
+                                            '...); kept for compatibility, the architecture is read from the '
+                                            "checkpoint's config.json")
+    pt_teacher_checkpoint: str = option("bert-base-multilingual-cased", 'the teacher (Hugging Face folder or hub id); '
+                                                                        'its tokenizer serves every model')
+    student_distil_batch_size: int = option(128, 'per-replica batch size for distillation')
+    student_ft_batch_size: int = option(32, "per-replica batch size for the student's label stages")
+    teacher_batch_size: int = option(128, 'per-replica batch size for the teacher')
+    ft_epochs: int = option(100, 'maximum epochs on labelled data (teacher and label stages)')
+    distil_epochs: int = option(500, 'maximum epochs per transfer chunk')
+    distil_chunk_size: int = option(100000, 'transfer examples per chunk')
+    patience: int = option(5, 'early-stopping patience (epochs within a chunk, chunks within a stage)')
     # --- ours
-    mode: str = "default"
-    seed: int = 42
-    glue_task: str = ""  # read `task` as a GLUE folder (or TFDS `glue/<name>` when `task` is not a folder)
-    student_dropout: float = 0.1
-    intermediate_size: int = 0  # 0: 3072 in faithful mode (the original's BertConfig default), 4 x hidden otherwise
-    teacher_learning_rate: float = 3e-5
-    student_learning_rate: float = 0.0  # 0: 3e-5 in faithful mode; default mode 1e-3 from scratch, 5e-5 pretrained
-    logit_loss: str = "mse"
-    temperature: float = 1.0
-    unfreeze_order: str = "dense,student"  # faithful mode: the original's Python-set order (3.6/3.7, seed 42)
-    teacher_is_finetuned: bool = False
-    deterministic: bool = False
-    jit_compile: bool = False
-    fixed_shapes: bool = False  # pad every batch to seq_len (TPU); else batches are cut to their longest example
-    group_by_length: bool = True  # default mode: batches of similar length (the faithful mode: random batches)
-    strategy: str = "auto"
-    tpu: str = ""
-    verbose: bool = False
-    log_every: int = 50
-    export_hf: bool = True
-    export_saved_model: bool = True
-    keep_checkpoints: bool = False  # keep every finished stage's checkpoint (by default only the last is kept)
+    mode: str = option("default", "default (improved) or faithful (the original release's behaviour, quirks "
+                                  "included)")
+    glue_task: str = option("", 'read --task as a GLUE folder of this task (sst2, mnli, stsb, ...)')
+    student_dropout: float = option(0.1, 'dropout rate of the student (the original: 0.1)')
+    intermediate_size: int = option(0, 'student FFN size; 0: 3072 in faithful mode, 4 x hidden_size otherwise')
+    teacher_learning_rate: float = option(3e-5, 'Adam learning rate for teacher fine-tuning')
+    student_learning_rate: float = option(0.0, 'Adam learning rate for the student; 0: 3e-5 faithful, 1e-3 from '
+                                               'scratch, 5e-5 from a checkpoint')
+    logit_loss: str = option("mse", 'mse (the original) or kl (with --temperature)')
+    temperature: float = option(1.0, 'softmax temperature for --logit_loss=kl')
+    unfreeze_order: str = option("dense,student", 'faithful mode: order in which the groups dense and student are '
+                                                  'unfrozen')
+    teacher_is_finetuned: bool = option(False, "the teacher checkpoint already has this task's head: skip teacher "
+                                               'fine-tuning')
+    group_by_length: bool = option(True, 'default mode: train on batches of examples of similar length (a seeded '
+                                         'shuffle, then a sort by length within every 50 batches, batches in random '
+                                         'order); with batches cut to their longest example this skips most padding '
+                                         '(about 3x fewer tokens on SST-2). The faithful mode always draws random '
+                                         'batches, as the original')
+    export_hf: bool = option(True, 'write a Hugging Face folder of the student')
+    export_saved_model: bool = option(True, 'write a TF SavedModel of the student')
+    keep_checkpoints: bool = option(False, "keep every finished stage's checkpoint in model_dir/checkpoints (default: "
+                                           'only the last), to inspect or continue from an intermediate stage')
 
     # ------------------------------------------------------------------------------------------------ derived values
     @property
-    def faithful(self) -> bool:
-        return self.mode == "faithful"
+    def policy(self) -> ModePolicy:
+        """What --mode decides (faithful: the original release's behaviour; default: ours)."""
+        return policy_for(self.mode)
 
     @property
     def grouped_batches(self) -> bool:
-        """Training batches of similar length (where batches are cut to their length): the default mode's; the
-        original drew random batches."""
-        return self.group_by_length and not self.faithful
+        """Training batches of similar length (where batches are cut to their length), where the mode allows."""
+        return self.group_by_length and self.policy.group_batches
 
     @property
     def kind(self) -> str:
+        """The task's kind from the flags: ner (--do_NER), regression (STS-B) or classification."""
         if self.do_NER:
             return "ner"
         return "regression" if self.glue_task in ("stsb", "sts-b") else "classification"
 
     @property
     def student_intermediate_size(self) -> int:
-        if self.intermediate_size:
-            return self.intermediate_size
-        return 3072 if self.faithful else 4 * self.hidden_size
+        """The student's FFN size: --intermediate_size, or when 0 the mode's default for the hidden size."""
+        return self.intermediate_size or self.policy.intermediate_size(self.hidden_size)
 
     @property
     def student_lr(self) -> float:
-        if self.student_learning_rate:
-            return self.student_learning_rate
-        if self.faithful:
-            return 3e-5
-        return 5e-5 if self.pt_student_checkpoint else 1e-3
+        """The student's learning rate: --student_learning_rate, or when 0 the mode's default (which depends on
+        whether the student starts from a checkpoint)."""
+        return self.student_learning_rate or self.policy.student_learning_rate(bool(self.pt_student_checkpoint))
 
     @property
     def multi_hidden(self) -> bool:
@@ -112,13 +119,17 @@ class DistilConfig:
 
     def to_json(self) -> dict:
         """The original's keys first (student_distil_batch_size as in its README), then ours."""
-        out = dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        runtime = {f.name for f in dataclasses.fields(RuntimeConfig)}
+        out = {k: v for k, v in values.items() if k not in runtime}
+        out.update((k, v) for k, v in values.items() if k in runtime)
         out["distil_multi_hidden_states"] = self.multi_hidden
         out["compress_word_embedding"] = self.compress
         return out
 
     def fingerprint(self) -> dict:
-        return {k: v for k, v in self.to_json().items() if k not in RUNTIME_KEYS}
+        """The values that decide what a run computes (what a rerun into the same model_dir must repeat)."""
+        return {k: v for k, v in self.to_json().items() if k not in self.NEUTRAL_KEYS}
 
     # ------------------------------------------------------------------------------------------------ validation
     def validate_flags(self) -> None:
@@ -140,8 +151,7 @@ class DistilConfig:
         if self.hidden_size % max(self.num_attention_heads, 1):
             problems.append(f"--hidden_size={self.hidden_size} is not a multiple of "
                             f"--num_attention_heads={self.num_attention_heads}")
-        if self.opt_policy not in ("float32", "mixed_float16", "mixed_bfloat16"):
-            problems.append(f"--opt_policy={self.opt_policy!r}: expected float32, mixed_float16 or mixed_bfloat16")
+        problems += self.runtime_problems()
         if self.logit_loss not in ("mse", "kl"):
             problems.append(f"--logit_loss={self.logit_loss!r}: expected mse or kl")
         if self.temperature <= 0:
@@ -151,7 +161,7 @@ class DistilConfig:
         if self.do_NER and self.do_pairwise:
             problems.append("--do_NER and --do_pairwise cannot be combined")
         if self.glue_task:
-            from xtremedistil_tf.data.readers import glue_task_name
+            from xtremedistil_tf.data.registry import glue_task_name
             try:
                 glue_task_name(self.glue_task)
             except ConfigError as e:
@@ -181,6 +191,8 @@ class DistilConfig:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
     def validate_paths(self) -> None:
+        """Checks that need the file system: inputs exist, output folders can be created and written. Raises one
+        ConfigError listing every problem."""
         problems = []
         if self.transfer_file and not os.path.isfile(self.transfer_file):
             problems.append(f"--transfer_file={self.transfer_file}: no such file")
@@ -215,5 +227,7 @@ def _writable(folder: str) -> Optional[str]:
 
 
 def diff_configs(saved: dict, current: dict) -> list[str]:
-    keys = sorted((set(saved) | set(current)) - set(RUNTIME_KEYS))
+    """`key: saved -> current` for every fingerprint value that differs (neutral keys ignored), to explain why a
+    rerun into the same model_dir is refused."""
+    keys = sorted((set(saved) | set(current)) - set(DistilConfig.NEUTRAL_KEYS))
     return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]

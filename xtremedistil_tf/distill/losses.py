@@ -1,29 +1,16 @@
-"""Per-example distillation losses. Each returns a [batch] tensor; the loop averages over the global batch.
+"""Distillation losses as objects a stage lists: each returns a [batch] tensor (see `train.losses.Loss`).
 
-`mask` ([B, T], 1 for positions that count) restricts token-level losses to real tokens; the faithful mode passes
-None, as the original counted pads, [CLS], [SEP] and sub-word positions.
+`mask` ([B, T], 1 where a position counts) restricts token-level losses to real tokens; a policy that counts every
+position (pads, [CLS], [SEP], sub-words) passes None.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
+from xtremedistil_tf.train.losses import LabelLoss, Loss, masked_mean, mse
 
-def _masked_mean(values, mask):
-    """Mean over positions of a [B, T] tensor, only where mask is 1."""
-    if mask is None:
-        return tf.reduce_mean(values, axis=-1)
-    mask = tf.cast(mask, values.dtype)
-    return tf.reduce_sum(values * mask, axis=-1) / tf.maximum(tf.reduce_sum(mask, axis=-1), 1.0)
-
-
-def mse(prediction, target, mask=None):
-    """Keras' 'mse': mean over the last axis, then over positions (for [B, T, D] inputs)."""
-    err = tf.reduce_mean(tf.square(tf.cast(prediction, "float32") - tf.cast(target, "float32")), axis=-1)
-    if err.shape.rank == 1:
-        return err
-    if err.shape.rank == 2:
-        return _masked_mean(err, mask)
-    return tf.reduce_mean(tf.reshape(err, [tf.shape(err)[0], -1]), axis=-1)
+__all__ = ["AttentionLoss", "LabelLoss", "LogitsKL", "LogitsMSE", "Loss", "RepresentationLoss", "attention_mse",
+           "kl_divergence"]
 
 
 def kl_divergence(student_logits, teacher_logits, temperature=1.0, mask=None):
@@ -33,7 +20,7 @@ def kl_divergence(student_logits, teacher_logits, temperature=1.0, mask=None):
     log_q = tf.nn.log_softmax(tf.cast(student_logits, "float32") / t, axis=-1)
     log_p = tf.math.log(tf.maximum(p, 1e-12))
     kl = tf.reduce_sum(p * (log_p - log_q), axis=-1) * t * t
-    return kl if kl.shape.rank == 1 else _masked_mean(kl, mask)
+    return kl if kl.shape.rank == 1 else masked_mean(kl, mask)
 
 
 def attention_mse(student_attention, teacher_attention, mask=None):
@@ -47,23 +34,61 @@ def attention_mse(student_attention, teacher_attention, mask=None):
     return tf.reduce_sum(err * pair, axis=[1, 2, 3]) / tf.maximum(tf.reduce_sum(pair, axis=[1, 2, 3]) * heads, 1.0)
 
 
-def cross_entropy(logits, labels, mask=None):
-    """Sparse cross-entropy from logits; token-level labels of -1 (or mask 0) are left out."""
-    logits = tf.cast(logits, "float32")
-    labels = tf.cast(labels, "int32")
-    if logits.shape.rank == 2:
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    valid = tf.cast(labels >= 0, "float32")
-    if mask is not None:
-        valid *= tf.cast(mask, "float32")
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(labels, 0), logits=logits)
-    return tf.reduce_sum(ce * valid, axis=-1) / tf.maximum(tf.reduce_sum(valid, axis=-1), 1.0)
+class RepresentationLoss(Loss):
+    """MSE between the student's projected hidden states (top first) and the teacher's.
+
+    Args:
+      online: read the teacher's hidden states from its forward pass on the batch (every layer, or every token);
+        otherwise the batch carries the cached first-token representation `t_rep_0`.
+      token_level: compare every token (NER) instead of the first token.
+    """
+
+    def __init__(self, *, online: bool, token_level: bool):
+        self.online = online
+        self.token_level = token_level
+        self.needs = frozenset({"representations"} | ({"teacher"} if online else set()))
+
+    def __call__(self, outputs, teacher, batch, mask):
+        reps = outputs["representations"]
+        if self.online:
+            hidden = teacher["hidden_states"]
+            targets = [hidden[-1 - i] if self.token_level else hidden[-1 - i][:, 0] for i in range(len(reps))]
+        else:
+            targets = [batch["t_rep_0"]]
+        total = 0.0
+        for rep, target in zip(reps, targets):
+            total += mse(rep, tf.stop_gradient(target), mask)
+        return total
 
 
-def regression_mse(predictions, targets):
-    return tf.square(tf.cast(predictions, "float32")[:, 0] - tf.cast(targets, "float32"))
+class AttentionLoss(Loss):
+    """MSE between the student's attention maps and the teacher's top ones (needs equal head counts)."""
+
+    needs = frozenset({"attentions", "teacher"})
+
+    def __call__(self, outputs, teacher, batch, mask):
+        s_att, t_att = outputs["attentions"], teacher["attentions"]
+        total = 0.0
+        for i in range(len(s_att)):
+            total += attention_mse(s_att[-1 - i], tf.stop_gradient(t_att[-1 - i]), mask)
+        return total
 
 
-def label_loss(kind: str, logits, labels, mask=None):
-    """The hard-label loss of a task: cross-entropy, or MSE for regression."""
-    return regression_mse(logits, labels) if kind == "regression" else cross_entropy(logits, labels, mask)
+class LogitsMSE(Loss):
+    """MSE between the student's logits and the teacher's cached logits `t_logits` (the original's loss)."""
+
+    def __call__(self, outputs, teacher, batch, mask):
+        return mse(outputs["logits"], batch["t_logits"], mask)
+
+
+class LogitsKL(Loss):
+    """KL between temperature-softened teacher and student distributions, scaled by T^2."""
+
+    def __init__(self, temperature: float = 1.0):
+        self.temperature = temperature
+
+    def __call__(self, outputs, teacher, batch, mask):
+        return kl_divergence(outputs["logits"], batch["t_logits"], self.temperature, mask)
+
+    def __repr__(self) -> str:
+        return f"LogitsKL(T={self.temperature:g})"

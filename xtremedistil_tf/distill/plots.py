@@ -7,6 +7,8 @@ from xtremedistil_tf import io
 
 
 def plot_run(metrics: dict, folder: str) -> list[str]:
+    """Writes stage_losses.png and stage_scores.png into `folder` from a run's metrics (teacher scores as
+    reference lines); returns the paths written, none when there is nothing to plot."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

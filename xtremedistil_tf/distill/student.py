@@ -1,8 +1,9 @@
 """The student: a small BERT encoder, projections up to the teacher's width, and a task head.
 
-Faithful mode keeps the original's head (first token -> dropout -> projection to the teacher's width -> dropout ->
-classifier); the default mode uses the standard BERT head (pooler -> dropout -> classifier, or a per-token
-classifier), which exports to transformers' task models exactly. `to_task_model` folds either into a TaskModel.
+The projected head is the original release's (first token -> dropout -> projection to the teacher's width ->
+dropout -> classifier); otherwise the head is the standard BERT one (pooler -> dropout -> classifier, or a
+per-token classifier), which exports to transformers' task models exactly. `to_task_model` folds either into a
+TaskModel.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from xtremedistil_tf.models.encoder import Encoder
 from xtremedistil_tf.models.heads import TaskModel
 from xtremedistil_tf.models.layers import _init
 
-# Pooler weight used to pass the first token through tanh almost linearly when exporting a faithful head.
+# Pooler weight used to pass the first token through tanh almost linearly when exporting a projected head.
 _LINEAR_POOLER_SCALE = 1e-4
 
 
@@ -25,13 +26,13 @@ class Student(keras.Model):
     width."""
 
     def __init__(self, encoder: Encoder, num_labels: int, kind: str, teacher_hidden_size: int,
-                 num_projections: int = 1, faithful_head: bool = False, dropout: float = 0.1, **kwargs):
+                 num_projections: int = 1, projected_head: bool = False, dropout: float = 0.1, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.kind = kind
         self.num_labels = 1 if kind == "regression" else num_labels
         self.teacher_hidden_size = teacher_hidden_size
-        self.faithful_head = faithful_head
+        self.projected_head = projected_head
         self.rate = dropout
         self.num_projections = num_projections
         init = _init(0.02)
@@ -49,7 +50,7 @@ class Student(keras.Model):
             self.encoder.build()
         for p in self.projections:
             p.build((None, self.encoder.hidden_size))
-        width = self.teacher_hidden_size if (self.faithful_head and self.projections) else self.encoder.hidden_size
+        width = self.teacher_hidden_size if (self.projected_head and self.projections) else self.encoder.hidden_size
         self.classifier.build((None, width))
         self.built = True
 
@@ -57,6 +58,8 @@ class Student(keras.Model):
         return hidden if self.kind == "ner" else hidden[:, 0]
 
     def project(self, i, hidden, training):
+        """Hidden state `hidden` (its first token, or every token for NER) through dropout and projection `i`, to the
+        teacher's width so it can be compared with the teacher's (unprojected when the widths already match)."""
         x = self.dropouts[i](self._rep(hidden), training=training)
         return self.projections[i](x) if self.projections else x
 
@@ -64,10 +67,10 @@ class Student(keras.Model):
         out = dict(self.encoder(inputs, training=training, output_attentions=output_attentions))
         hidden = out["hidden_states"]
         reps = []
-        if with_representations or self.faithful_head:
+        if with_representations or self.projected_head:
             n = self.num_projections if with_representations else 1
             reps = [self.project(i, hidden[-1 - i], training) for i in range(n)]
-        if self.faithful_head:
+        if self.projected_head:
             x = reps[0]
         elif self.kind == "ner":
             x = out["sequence_output"]
@@ -81,12 +84,14 @@ class Student(keras.Model):
     def get_config(self):
         return {"name": self.name, "encoder": keras.saving.serialize_keras_object(self.encoder),
                 "num_labels": self.num_labels, "kind": self.kind, "teacher_hidden_size": self.teacher_hidden_size,
-                "num_projections": self.num_projections, "faithful_head": self.faithful_head, "dropout": self.rate}
+                "num_projections": self.num_projections, "projected_head": self.projected_head, "dropout": self.rate}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        if "faithful_head" in config:  # the key's name in student-config.json files written before 0.2
+            config["projected_head"] = config.pop("faithful_head")
         return cls(**config)
 
     # ------------------------------------------------------------------------------------------------ layer groups
@@ -99,7 +104,7 @@ class Student(keras.Model):
         elif group == "dense":
             layers = self.projections
         elif group == "head":
-            layers = [self.classifier] + ([enc.pooler] if enc.pooler is not None and not self.faithful_head else [])
+            layers = [self.classifier] + ([enc.pooler] if enc.pooler is not None and not self.projected_head else [])
         elif group == "embeddings":
             layers = [enc.embeddings]
         elif group.startswith("transformer_layer_"):
@@ -120,7 +125,7 @@ class Student(keras.Model):
     def to_task_model(self) -> TaskModel:
         """An equivalent TaskModel with a BERT head (same logits at inference), for export.
 
-        A faithful head is linear after the first token (projection then classifier, dropout off), so it folds into
+        A projected head is linear after the first token (projection then classifier, dropout off), so it folds into
         one classifier; transformers' sequence classifier applies a tanh pooler first, which we make nearly linear
         with a tiny weight and undo in the classifier (the error is about (1e-4 x)^2 relative: far below 1e-6).
         """
@@ -130,13 +135,13 @@ class Student(keras.Model):
             self.build()
         kernel = self.classifier.kernel.numpy()
         bias = self.classifier.bias.numpy()
-        if self.faithful_head and self.projections:
+        if self.projected_head and self.projections:
             p = self.projections[0]
             bias = p.bias.numpy() @ kernel + bias
             kernel = p.kernel.numpy() @ kernel
-        if self.faithful_head and self.kind != "ner":
+        if self.projected_head and self.kind != "ner":
             if self.encoder.pooler is None:
-                raise ValueError("a faithful classification head exports through a pooler; build the encoder "
+                raise ValueError("a projected classification head exports through a pooler; build the encoder "
                                  "with use_pooler=True")
             h = self.encoder.hidden_size
             self.encoder.pooler.kernel.assign(np.eye(h, dtype=np.float32) * _LINEAR_POOLER_SCALE)
@@ -185,7 +190,7 @@ def build_student(config, *, vocab_size: int, num_labels: int, teacher_hidden_si
         encoder.build()
     num_projections = encoder.num_layers + 1 if config.multi_hidden else 1
     student = Student(encoder, num_labels, config.kind, teacher_hidden_size, num_projections=num_projections,
-                      faithful_head=config.faithful, dropout=config.student_dropout, name="student_model",
+                      projected_head=config.policy.student_projected_head, dropout=config.student_dropout, name="student_model",
                       dtype=dtype)
     student.build()
     if config.compress and teacher_word_embeddings is not None:

@@ -1,72 +1,37 @@
-"""The teacher: loaded from a Hugging Face checkpoint, fine-tuned on the labelled data (or reloaded when
-teacher_model_dir already holds it), and its outputs on the transfer set computed once per chunk and cached."""
+"""The teacher: built from a Hugging Face checkpoint (fine-tuned by the run, or reloaded when teacher_model_dir
+already holds it), and its outputs on the transfer set computed once per chunk and cached."""
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 import zipfile
 
-import keras
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
 from xtremedistil_tf import io
 from xtremedistil_tf.convert.hf import load_hf_encoder
-from xtremedistil_tf.errors import CheckpointError
+from xtremedistil_tf.models.encoder import INPUT_NAMES
 from xtremedistil_tf.models.heads import TaskModel
 
 TEACHER_WEIGHTS = "teacher.weights.h5"
 TEACHER_CONFIG = "teacher-config.json"
 
 
-def save_model(model: keras.Model, folder: str, weights_name: str, config_name: str, extra: dict | None = None):
-    """Keras weights plus the JSON config that rebuilds the model, each written atomically."""
-    os.makedirs(folder, exist_ok=True)
-    with io.atomic_path(os.path.join(folder, weights_name)) as tmp:
-        model.save_weights(tmp)
-    io.write_json(os.path.join(folder, config_name),
-                  {"class_name": type(model).__name__, "config": model.get_config(), **(extra or {})})
-
-
-def load_model(folder: str, weights_name: str, config_name: str, dtype=None) -> keras.Model:
-    """Rebuilds a model saved by `save_model`; a damaged config or weights file raises CheckpointError naming it."""
-    config_path, weights_path = os.path.join(folder, config_name), os.path.join(folder, weights_name)
-    spec = io.read_json(config_path)
-    try:
-        config = dict(spec["config"])
-        cls = {"TaskModel": TaskModel}.get(spec["class_name"])
-        if cls is None:
-            from xtremedistil_tf.distill.student import Student
-            cls = Student
-        model = cls.from_config(config)
-        model.build()
-    except Exception as e:  # noqa: BLE001 - any failure to rebuild is one clear message
-        raise CheckpointError(f"{config_path}: cannot rebuild the model ({type(e).__name__}: "
-                              f"{_first_line(e)}); remove {folder} to start it again") from None
-    try:
-        model.load_weights(weights_path)
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{weights_path}: cannot load the weights ({type(e).__name__}: {_first_line(e)}); "
-                              f"remove {folder} to start it again") from None
-    return model
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else ""
-
-
 def has_saved_teacher(teacher_model_dir: str) -> bool:
+    """Whether the folder holds a fine-tuned teacher (weights and config), so it is reloaded, not fine-tuned."""
     return bool(teacher_model_dir) and all(
         os.path.isfile(os.path.join(teacher_model_dir, f)) for f in (TEACHER_WEIGHTS, TEACHER_CONFIG))
 
 
-def build_teacher(checkpoint: str, *, num_labels: int, kind: str, faithful: bool, dropout=None):
-    """A TaskModel on the teacher's encoder. Faithful mode uses the original's head (dropout -> linear on the
-    first token, no pooler); the default mode uses the checkpoint's own head style (pooler for BERT)."""
+def build_teacher(checkpoint: str, *, num_labels: int, kind: str, first_token_head: bool, dropout=None):
+    """A TaskModel on the teacher's encoder: with `first_token_head` the original's head (dropout -> linear on the
+    first token, no pooler), otherwise the checkpoint's own head style (pooler for BERT)."""
     loaded = load_hf_encoder(checkpoint, name="teacher")
     encoder = loaded.encoder
-    if faithful and encoder.pooler is not None:
+    if first_token_head and encoder.pooler is not None:
         kwargs = encoder.get_config()
         kwargs["use_pooler"] = False
         weights = {v.path.split("/", 1)[1]: v.numpy() for v in encoder.weights if "pooler" not in v.path}
@@ -75,7 +40,7 @@ def build_teacher(checkpoint: str, *, num_labels: int, kind: str, faithful: bool
         for v in encoder.weights:
             v.assign(weights[v.path.split("/", 1)[1]])
     model = TaskModel(encoder, num_labels, kind=kind, dropout=dropout, name="teacher_model",
-                      head_style="bert" if faithful else None)
+                      head_style="bert" if first_token_head else None)
     model.build()
     return model, loaded
 
@@ -109,9 +74,12 @@ class TeacherOutputCache:
         io.write_json(manifest, key)
 
     def path(self, index: int) -> str:
+        """The cache file of transfer chunk `index`."""
         return os.path.join(self.folder, f"chunk-{index}.npz")
 
     def get(self, index: int, compute) -> dict[str, np.ndarray]:
+        """Chunk `index`'s cached outputs, or `compute()`'s result saved atomically first (also when the file is
+        unreadable), so the teacher runs once per chunk across stages and reruns."""
         path = self.path(index)
         if os.path.isfile(path):
             try:
@@ -123,3 +91,44 @@ class TeacherOutputCache:
         with io.atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **outputs)
         return outputs
+
+
+class TeacherOutputs:
+    """The teacher's logits (and, where the representation stage reads them from the cache, first-token
+    representations) on each transfer chunk, computed once and cached in `cache`.
+
+    Args:
+      teacher: the fine-tuned teacher.
+      cache: the `TeacherOutputCache`.
+      predict: `predict(fn, arrays, token_outputs)` runs a function over arrays under the run's strategy.
+      with_representation: also cache the first-token representation (`rep_0`).
+      token_level: logits have a token axis (NER).
+    """
+
+    def __init__(self, teacher, cache: TeacherOutputCache, predict, *, with_representation: bool, token_level: bool):
+        self.cache = cache
+        self._predict = predict
+        self._token_outputs = ("logits",) if token_level else ()
+
+        # One function object for the teacher, so every chunk reuses its compiled predict step (a new closure
+        # per chunk retraced the teacher and kept every trace).
+        def fn(batch):
+            out = teacher(batch, training=False)
+            result = {"logits": tf.cast(out["logits"], "float32")}
+            if with_representation:
+                result["rep_0"] = tf.cast(out["sequence_output"][:, 0], "float32")
+            return result
+
+        self._fn = fn
+
+    def for_chunk(self, index: int, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`chunk` with the teacher's outputs added as `t_logits` (and `t_rep_0`)."""
+        def compute():
+            t0 = time.time()
+            out = self._predict(self._fn, {k: chunk[k] for k in INPUT_NAMES}, self._token_outputs)
+            logging.info("teacher outputs for transfer chunk %d (%d examples): %.1f s", index,
+                         len(chunk["input_ids"]), time.time() - t0)
+            return out
+
+        outputs = self.cache.get(index, compute)
+        return {**chunk, **{f"t_{k}": v for k, v in outputs.items()}}

@@ -12,6 +12,7 @@ import tensorflow as tf
 from xtremedistil_tf.models.layers import Embeddings, TransformerBlock, _init
 
 ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "electra", "distilbert")
+# The model inputs, each int32 [batch, seq]; the one definition every module uses.
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -102,11 +103,13 @@ class Encoder(keras.Model):
         return outputs
 
     def dummy_inputs(self, batch_size=1, seq_len=8):
+        """All-ones int32 inputs of every name in INPUT_NAMES, e.g. to trace or build the model."""
         return {name: tf.ones((batch_size, seq_len), "int32") for name in INPUT_NAMES}
 
     def get_config(self):
+        """Constructor arguments (with `name`, `trainable` and the dtype policy from Keras)."""
         return {
-            "name": self.name,
+            **super().get_config(),
             "vocab_size": self.vocab_size,
             "hidden_size": self.hidden_size,
             "num_layers": self.num_layers,
@@ -123,11 +126,11 @@ class Encoder(keras.Model):
             "pad_token_id": self.pad_token_id,
             "architecture": self.architecture,
             "use_pooler": self.use_pooler,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
 
     @classmethod
     def from_config(cls, config):
+        """Rebuilds from `get_config()`, also from configs saved before `trainable` was included."""
         return cls(**config)
 
     def layer_groups(self) -> list[keras.layers.Layer]:

@@ -3,7 +3,8 @@
 Head styles follow the Hugging Face task models so a fine-tuned teacher's head loads and a student's head exports:
 `bert` (dropout -> classifier on the pooled output, or on the first token when there is no pooler), `roberta` and
 `electra` (dense -> activation -> out_proj on the first token), `distilbert` (pre_classifier -> ReLU -> classifier).
-Token classification is dropout -> classifier on every token.
+Token classification is dropout -> classifier on every token. The Hugging Face weight names of each style are
+converter knowledge and live in `xtremedistil_tf.convert.names.HEAD_NAME_MAPS`.
 """
 from __future__ import annotations
 
@@ -16,19 +17,9 @@ from xtremedistil_tf.models.layers import _init, gelu
 TASK_KINDS = ("classification", "regression", "ner")
 HEAD_STYLES = ("bert", "roberta", "electra", "distilbert")
 
-# HF key -> (head attribute path, transpose), per style; token classification always uses `classifier`.
-HEAD_NAME_MAPS = {
-    "bert": {"classifier.weight": ("classifier.kernel", True), "classifier.bias": ("classifier.bias", False)},
-    "roberta": {"classifier.dense.weight": ("dense.kernel", True), "classifier.dense.bias": ("dense.bias", False),
-                "classifier.out_proj.weight": ("classifier.kernel", True),
-                "classifier.out_proj.bias": ("classifier.bias", False)},
-    "distilbert": {"pre_classifier.weight": ("dense.kernel", True), "pre_classifier.bias": ("dense.bias", False),
-                   "classifier.weight": ("classifier.kernel", True), "classifier.bias": ("classifier.bias", False)},
-}
-HEAD_NAME_MAPS["electra"] = HEAD_NAME_MAPS["roberta"]
-
 
 def default_head_style(architecture: str) -> str:
+    """The head style of the architecture's own Hugging Face task models (XLM-R uses RoBERTa's)."""
     return {"xlm-roberta": "roberta"}.get(architecture, architecture)
 
 
@@ -130,45 +121,14 @@ class TaskModel(keras.Model):
         return outputs
 
     def get_config(self):
-        return {"name": self.name, "encoder": keras.saving.serialize_keras_object(self.encoder),
+        """Constructor arguments; the encoder is nested as a serialized Keras object."""
+        return {**super().get_config(), "encoder": keras.saving.serialize_keras_object(self.encoder),
                 "num_labels": self.num_labels, "kind": self.kind, "dropout": self.head.rate,
                 "head_style": self.head_style}
 
     @classmethod
     def from_config(cls, config):
+        """Rebuilds from `get_config()`, also from configs saved before `trainable`/`dtype` were included."""
         config = dict(config)
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         return cls(**config)
-
-    def head_name_map(self) -> dict[str, tuple[str, bool]]:
-        if self.kind == "ner":
-            return HEAD_NAME_MAPS["bert"]
-        return HEAD_NAME_MAPS[self.head_style]
-
-    def load_hf_head(self, heads: dict, *, source: str) -> bool:
-        """Loads a fine-tuned HF head if the checkpoint has one of matching shape; returns whether it did."""
-        from xtremedistil_tf.convert.names import resolve
-        mapping = self.head_name_map()
-        if not all(k in heads for k in mapping):
-            return False
-        if not self.built:
-            self.build()
-        for key, (path, transpose) in mapping.items():
-            var = resolve(self.head, path)
-            value = heads[key].T if transpose else heads[key]
-            if tuple(value.shape) != tuple(var.shape):
-                from xtremedistil_tf.errors import CheckpointError
-                raise CheckpointError(f"{source}: head weight {key} has shape {tuple(value.shape)}, the task "
-                                      f"needs {tuple(var.shape)} (number of labels differs?)")
-            var.assign(value)
-        return True
-
-    def head_state_dict(self) -> dict:
-        import numpy as np
-
-        from xtremedistil_tf.convert.names import resolve
-        out = {}
-        for key, (path, transpose) in self.head_name_map().items():
-            value = np.asarray(resolve(self.head, path).numpy(), np.float32)
-            out[key] = np.ascontiguousarray(value.T if transpose else value)
-        return out

@@ -36,19 +36,22 @@ ACTIVATIONS = {
 
 
 def get_activation(name: str):
+    """The activation function of a Hugging Face `hidden_act` name; unknown names raise ValueError."""
     if name not in ACTIVATIONS:
         raise ValueError(f"unsupported hidden_act {name!r}; expected one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]
 
 
 def _init(stddev: float):
+    """BERT's weight initializer: a truncated normal of this standard deviation."""
     return keras.initializers.TruncatedNormal(stddev=stddev)
 
 
+@keras.saving.register_keras_serializable(package="xtremedistil_tf")
 class Embeddings(keras.layers.Layer):
     """Word + position (+ token type) embeddings, LayerNorm, dropout, and an optional projection (ELECTRA).
 
-    `position_offset` > 0 gives RoBERTa/XLM-R position ids: padding tokens get `pad_token_id`, real tokens count
+    `roberta_positions` gives RoBERTa/XLM-R position ids: padding tokens get `pad_token_id`, real tokens count
     up from `pad_token_id + 1`.
     """
 
@@ -62,6 +65,9 @@ class Embeddings(keras.layers.Layer):
         self.type_vocab_size = type_vocab_size
         self.pad_token_id = pad_token_id
         self.roberta_positions = roberta_positions
+        self.layer_norm_eps = layer_norm_eps
+        self.dropout_rate = dropout
+        self.initializer_range = initializer_range
         init = _init(initializer_range)
         dt = self.dtype_policy  # sublayers do not inherit a policy passed as `dtype=`: hand it down
         self.word_embeddings = keras.layers.Embedding(vocab_size, embedding_size, embeddings_initializer=init,
@@ -108,7 +114,16 @@ class Embeddings(keras.layers.Layer):
             x = self.projection(x)
         return x
 
+    def get_config(self):
+        """Constructor arguments (with Keras' `name`, `trainable` and dtype policy)."""
+        return {**super().get_config(), "vocab_size": self.vocab_size, "embedding_size": self.embedding_size,
+                "hidden_size": self.hidden_size, "max_position_embeddings": self.max_position_embeddings,
+                "type_vocab_size": self.type_vocab_size, "layer_norm_eps": self.layer_norm_eps,
+                "dropout": self.dropout_rate, "initializer_range": self.initializer_range,
+                "pad_token_id": self.pad_token_id, "roberta_positions": self.roberta_positions}
 
+
+@keras.saving.register_keras_serializable(package="xtremedistil_tf")
 class SelfAttention(keras.layers.Layer):
     """Multi-head scaled dot-product self-attention with an additive padding mask."""
 
@@ -122,6 +137,8 @@ class SelfAttention(keras.layers.Layer):
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.head_size = hidden_size // num_heads
+        self.attention_dropout = attention_dropout
+        self.initializer_range = initializer_range
         init = _init(initializer_range)
         dt = self.dtype_policy
         self.query = keras.layers.Dense(hidden_size, kernel_initializer=init, name="query", dtype=dt)
@@ -151,7 +168,13 @@ class SelfAttention(keras.layers.Layer):
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [b, t, self.hidden_size])
         return context, probs
 
+    def get_config(self):
+        """Constructor arguments (with Keras' `name`, `trainable` and dtype policy)."""
+        return {**super().get_config(), "hidden_size": self.hidden_size, "num_heads": self.num_heads,
+                "attention_dropout": self.attention_dropout, "initializer_range": self.initializer_range}
 
+
+@keras.saving.register_keras_serializable(package="xtremedistil_tf")
 class TransformerBlock(keras.layers.Layer):
     """Post-LN transformer block (BERT, RoBERTa, XLM-R, ELECTRA and DistilBERT share this structure)."""
 
@@ -160,6 +183,12 @@ class TransformerBlock(keras.layers.Layer):
         kwargs.setdefault("autocast", False)  # keep `mask_bias` float32 (see SelfAttention)
         super().__init__(**kwargs)
         self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.hidden_act = hidden_act
+        self.layer_norm_eps = layer_norm_eps
+        self.dropout_rate = dropout
+        self.attention_dropout = attention_dropout
+        self.initializer_range = initializer_range
         init = _init(initializer_range)
         dt = self.dtype_policy
         self.attention = SelfAttention(hidden_size, num_heads, attention_dropout, initializer_range,
@@ -195,3 +224,10 @@ class TransformerBlock(keras.layers.Layer):
         h = self.activation(self.intermediate(x))
         h = self.dropout(self.output_dense(h), training=training)
         return self.output_layer_norm(x + h), probs
+
+    def get_config(self):
+        """Constructor arguments (with Keras' `name`, `trainable` and dtype policy)."""
+        return {**super().get_config(), "hidden_size": self.hidden_size, "num_heads": self.num_heads,
+                "intermediate_size": self.intermediate_size, "hidden_act": self.hidden_act,
+                "layer_norm_eps": self.layer_norm_eps, "dropout": self.dropout_rate,
+                "attention_dropout": self.attention_dropout, "initializer_range": self.initializer_range}

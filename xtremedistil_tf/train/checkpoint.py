@@ -22,10 +22,12 @@ MODEL_SNAPSHOT = "model"  # reserved snapshot name: the model's own weights at s
 
 
 def get_weights(model: keras.Model) -> list[np.ndarray]:
+    """Copies of every variable of `model.weights`, in order (what tf.train.Checkpoint would miss included)."""
     return [np.array(v.numpy()) for v in model.weights]
 
 
 def set_weights(model: keras.Model, weights: list[np.ndarray]) -> None:
+    """Assigns `weights` (from get_weights) to `model.weights` in order, in place."""
     for v, w in zip(model.weights, weights):
         v.assign(w)
 
@@ -43,6 +45,7 @@ class PhaseCheckpoint:
         self._ckpt = tf.train.Checkpoint(**objects)
 
     def exists(self) -> bool:
+        """Whether the folder holds a saved checkpoint (its state.json), so a phase resumes instead of starting over."""
         return os.path.isfile(os.path.join(self.folder, STATE_FILE))
 
     def save(self, state: dict, snapshots: dict[str, list[np.ndarray] | None]) -> None:

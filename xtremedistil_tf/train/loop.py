@@ -1,14 +1,12 @@
-"""The training loop shared by teacher fine-tuning, every distillation stage and run_glue.py.
+"""The distributed loop under every training phase: batches, the compiled step, one epoch, and prediction.
 
 We own the loop rather than using `Model.fit`: it runs the same way under the default, Mirrored, MultiWorker and
-TPU strategies (Keras 3's `fit` fails under MultiWorkerMirroredStrategy), and forward + loss + gradients can be
-compiled with XLA in an inner function while the optimizer update stays outside it, which is what works with
-several replicas. The model supplies `per_example_loss(batch, training)`; the loop averages it over the global
+TPU strategies (Keras 3's `fit` fails under MultiWorkerMirroredStrategy, keras-team/keras#20585). It only calls
+the model's own `train_step` (see `trainer.LossModel`), which averages the per-example loss over the global
 batch, so the result is the same for any number of replicas.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 import weakref
@@ -20,6 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 from xtremedistil_tf.errors import UserError
+from xtremedistil_tf.models.encoder import INPUT_NAMES
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
@@ -28,6 +27,8 @@ class NonFiniteLossError(UserError, FloatingPointError):
 
 def make_optimizer(learning_rate: float, *, epsilon: float = 1e-7, clipnorm: float | None = None,
                    weight_decay: float | None = None, precision: str | None = None) -> keras.optimizers.Optimizer:
+    """Adam (AdamW with `weight_decay`), wrapped in a LossScaleOptimizer under mixed_float16 (`precision`, default:
+    the global policy) so float16 gradients do not underflow."""
     if weight_decay:
         opt = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, epsilon=epsilon, clipnorm=clipnorm)
     else:
@@ -37,39 +38,17 @@ def make_optimizer(learning_rate: float, *, epsilon: float = 1e-7, clipnorm: flo
     return opt
 
 
-@dataclasses.dataclass
 class Step:
-    """A compiled distributed train step over a fixed set of variables."""
-    strategy: tf.distribute.Strategy
-    loss_fn: Callable  # (batch, training) -> per-example loss [B]
-    variables: list
-    optimizer: keras.optimizers.Optimizer
-    global_batch_size: int
-    jit_compile: bool = False
+    """A compiled distributed train step: every replica runs `model.train_step(batch)` (see `LossModel`), whose
+    loss is already divided by the global batch size, and the replicas' losses are summed."""
 
-    def __post_init__(self):
-        gbs = self.global_batch_size
-
-        def grads_and_loss(batch):
-            with tf.GradientTape() as tape:
-                per_example = self.loss_fn(batch, True)
-                loss = tf.nn.compute_average_loss(per_example, global_batch_size=gbs)
-                scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
-            grads = tape.gradient(scaled, self.variables)
-            return loss, grads
-
-        inner = tf.function(grads_and_loss, jit_compile=True) if self.jit_compile else grads_and_loss
-
-        def replica_step(batch):
-            loss, grads = inner(batch)
-            # Variables the loss does not reach (a pooler under the original's head) get no gradient.
-            pairs = [(g, v) for g, v in zip(grads, self.variables) if g is not None]
-            self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
-            return loss
+    def __init__(self, strategy: tf.distribute.Strategy, model):
+        self.strategy = strategy
+        self.model = model
 
         def distributed_step(batch):
-            losses = self.strategy.run(replica_step, args=(batch,))
-            return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+            out = strategy.run(model.train_step, args=(batch,))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, out["loss"], axis=None)
 
         self._distributed_step = distributed_step
         self._step = tf.function(distributed_step, reduce_retracing=True)
@@ -94,13 +73,11 @@ def build_optimizer(optimizer: keras.optimizers.Optimizer, variables: list, stra
 
 
 def distribute(strategy, dataset: tf.data.Dataset):
+    """`dataset`'s global batches split across the strategy's replicas."""
     return strategy.experimental_distribute_dataset(dataset)
 
 
-INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def trim_batch(batch: dict, seq_len: int, token_keys=INPUT_KEYS, multiple: int = 8) -> dict:
+def trim_batch(batch: dict, seq_len: int, token_keys=INPUT_NAMES, multiple: int = 8) -> dict:
     """Cuts the token axis of `token_keys` to the batch's longest real sequence, rounded up to `multiple` (at
     most 8 shapes for seq_len 64). Exact: padding is masked out of attention and of every loss, and positions
     are absolute."""
@@ -126,7 +103,7 @@ def length_grouped_order(lengths: np.ndarray, global_batch_size: int, *, seed: i
 
 
 def dataset_from_arrays(arrays: dict[str, np.ndarray], global_batch_size: int, *, shuffle: bool, seed: int,
-                        drop_remainder: bool, trim: bool = False, token_keys: tuple[str, ...] = INPUT_KEYS,
+                        drop_remainder: bool, trim: bool = False, token_keys: tuple[str, ...] = INPUT_NAMES,
                         group_by_length: bool = False) -> tf.data.Dataset:
     """A batched dataset of dicts; shuffled with a fixed seed so every epoch order is reproducible.
 
@@ -190,7 +167,7 @@ def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_
     padded = {k: v[index] for k, v in arrays.items()}
     ds = tf.data.Dataset.from_tensor_slices(padded).batch(global_batch_size, drop_remainder=True)
     if trim and seq_len:
-        ds = ds.map(lambda b: trim_batch(b, seq_len, tuple(k for k in INPUT_KEYS if k in padded)))
+        ds = ds.map(lambda b: trim_batch(b, seq_len, tuple(k for k in INPUT_NAMES if k in padded)))
     ds = distribute(strategy, ds)
 
     run = _compiled_predict(strategy, fn)

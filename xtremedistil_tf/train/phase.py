@@ -3,11 +3,8 @@
 This is the control flow shared by teacher fine-tuning, every distillation stage and run_glue.py. Within a chunk,
 training stops after `patience` epochs without a better score; across chunks (the transfer set is read in chunks),
 a chunk that does not beat the best score so far counts against the same patience and its weights are reverted.
-Scores are "higher is better" (pass minus a loss). Two policies:
-- faithful (the original release, Keras EarlyStopping in TF 2.3-2.5): the best epoch's weights are restored only
-  when training stopped early, and a chunk is scored by its last epoch;
-- default: the best weights are always restored, and a chunk is scored by its best epoch.
-Every epoch ends with a checkpoint, so a killed run resumes at the next epoch with the same weights, optimizer
+Scores are "higher is better" (pass minus a loss). A `StoppingRule` says when the best epoch's weights come back
+and which epoch scores a chunk (a mode policy picks it). Every epoch ends with a checkpoint, so a killed run resumes at the next epoch with the same weights, optimizer
 state and early-stopping counters.
 """
 from __future__ import annotations
@@ -24,8 +21,27 @@ from xtremedistil_tf.train.checkpoint import PhaseCheckpoint, get_weights, set_w
 NEG_INF = -math.inf
 
 
+@dataclasses.dataclass(frozen=True)
+class StoppingRule:
+    """Early-stopping choices that differ between modes.
+
+    Args:
+      always_restore_best: restore the best epoch at the end of every chunk; False restores it only when
+        training stopped early (Keras' EarlyStopping(restore_best_weights=True) in TF 2.3-2.5).
+      score_chunk_by_best: a chunk counts with its best epoch's score; False: with its last epoch's.
+    """
+    always_restore_best: bool = True
+    score_chunk_by_best: bool = True
+
+    def restores(self, stopped: bool) -> bool:
+        """Whether a chunk's best epoch comes back at its end (`stopped`: early stopping ended the chunk)."""
+        return stopped or self.always_restore_best
+
+
 @dataclasses.dataclass
 class PhaseResult:
+    """What a phase reports: its best score, the per-epoch history, the best weights and the wall time (time spent
+    before a resume included)."""
     best_score: float
     history: list[dict]
     best_weights: list | None
@@ -38,7 +54,8 @@ def _finite(x: float) -> float | None:
 
 def run_phase(name: str, *, model, checkpoint: PhaseCheckpoint, num_chunks: int,
               load_chunk: Callable[[int], Any], train_epoch: Callable[[Any, int, int], float],
-              score: Callable[[Any], tuple[float, dict]], epochs: int, patience: int, faithful: bool,
+              score: Callable[[Any], tuple[float, dict]], epochs: int, patience: int,
+              rule: StoppingRule = StoppingRule(),
               cross_chunk: bool = True, carried: tuple[float, list] | None = None) -> PhaseResult:
     """Runs (or resumes) a phase; leaves the model holding the phase's final weights."""
     snapshots: dict[str, list | None] = {"chunk_best": None, "phase_best": carried[1] if carried else None}
@@ -83,12 +100,12 @@ def run_phase(name: str, *, model, checkpoint: PhaseCheckpoint, num_chunks: int,
                 break
             save()
         # End of the chunk: restore its best epoch, then compare with the best chunk so far.
-        if snapshots["chunk_best"] is not None and (stopped or not faithful):
+        if snapshots["chunk_best"] is not None and rule.restores(stopped):
             set_weights(model, snapshots["chunk_best"])
-        chunk_score = state["last_score"] if faithful else _val(state["chunk_best"])
+        chunk_score = _val(state["chunk_best"]) if rule.score_chunk_by_best else state["last_score"]
         if not cross_chunk or chunk_score > _val(state["phase_best"]):
-            if not cross_chunk:
-                chunk_score = _val(state["chunk_best"]) if not faithful or stopped else state["last_score"]
+            if not cross_chunk:  # the score of the weights the model now holds
+                chunk_score = _val(state["chunk_best"]) if rule.restores(stopped) else state["last_score"]
             state["phase_best"], state["phase_wait"] = chunk_score, 0
             snapshots["phase_best"] = get_weights(model)
         else:

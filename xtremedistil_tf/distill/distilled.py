@@ -1,8 +1,7 @@
-"""The original release's companion tools on a distilled model_dir: predict (write predictions for a file),
-evaluate (score the task's dev/test splits) and continued fine-tuning on the labelled data.
+"""A finished run's student as a tool: predict a file, score the task's dev/test splits, continue fine-tuning on
+the labelled data (behind the predict and finetune apps).
 
-Unlike the original's predict script, rows come out in the input file's order (the original shuffled them) and
-NER predictions are one tag per word (the original wrote word pieces and lost [UNK] words).
+Rows come out in the input file's order and NER predictions are one tag per word.
 """
 from __future__ import annotations
 
@@ -14,28 +13,33 @@ from absl import logging
 
 from xtremedistil_tf import io
 from xtremedistil_tf.data.readers import iter_transfer_file
+from xtremedistil_tf.data.tasks import load_task
 from xtremedistil_tf.data.tokenize import Featurizer, load_tokenizer
 from xtremedistil_tf.distill.config import DistilConfig
-from xtremedistil_tf.distill.teacher import load_model, save_model
+from xtremedistil_tf.distill.outputs import STUDENT_CONFIG as CONFIG
+from xtremedistil_tf.distill.outputs import STUDENT_WEIGHTS as WEIGHTS
+from xtremedistil_tf.distill.run_folder import CONFIG_FILE
+from xtremedistil_tf.distill.student import Student  # noqa: F401 - registers the class load_model rebuilds
 from xtremedistil_tf.errors import ConfigError
+from xtremedistil_tf.metrics import main_metric, score_logits
+from xtremedistil_tf.models.encoder import INPUT_NAMES
+from xtremedistil_tf.models.saving import load_model, save_model
 from xtremedistil_tf.train import loop
-from xtremedistil_tf.train.evaluate import main_metric, score_logits
-from xtremedistil_tf.train.tasks import load_task
+from xtremedistil_tf.train.losses import LabelLoss
+from xtremedistil_tf.train.trainer import Batching, LossModel, Trainer
 
-WEIGHTS, CONFIG = "xtremedistil.weights.h5", "student-config.json"
 FT_WEIGHTS = "xtremedistil-ft.weights.h5"
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class DistilledModel:
     """A finished run's student, its tokenizer and its task settings."""
 
     def __init__(self, model_dir: str, *, weights: str = WEIGHTS):
-        for name in ("xtremedistil-config.json", CONFIG, weights):
+        for name in (CONFIG_FILE, CONFIG, weights):
             if not os.path.isfile(os.path.join(model_dir, name)):
                 raise ConfigError(f"{model_dir}: no {name}; is this a finished run_distillation.py model_dir?")
         self.model_dir = model_dir
-        saved = io.read_json(os.path.join(model_dir, "xtremedistil-config.json"))
+        saved = io.read_json(os.path.join(model_dir, CONFIG_FILE))
         fields = {f for f in DistilConfig.__dataclass_fields__}
         self.config = DistilConfig(**{k: v for k, v in saved.items() if k in fields})
         spec = io.read_json(os.path.join(model_dir, CONFIG))
@@ -50,10 +54,12 @@ class DistilledModel:
         self._fn = lambda b: {"logits": self.student(b, training=False)["logits"]}
 
     def logits(self, arrays: dict, batch_size: int = 128) -> np.ndarray:
-        return loop.predict(self.strategy, self._fn, {k: arrays[k] for k in INPUTS}, batch_size, trim=True,
+        """The student's logits on featurized `arrays` (batches cut to their longest example; NER per token)."""
+        return loop.predict(self.strategy, self._fn, {k: arrays[k] for k in INPUT_NAMES}, batch_size, trim=True,
                             token_outputs=("logits",) if self.kind == "ner" else ())["logits"]
 
     def evaluate(self) -> dict:
+        """Metrics on the task's dev and test splits (those with labels), keyed by split."""
         c = self.config
         task = load_task(c.task, do_NER=c.do_NER, do_pairwise=c.do_pairwise, glue_task=c.glue_task)
         out = {}
@@ -95,9 +101,6 @@ class DistilledModel:
 
     def fine_tune(self, *, epochs: int, patience: int, batch_size: int, learning_rate: float, seed: int = 42):
         """Continued fine-tuning on the task's train split, early-stopped on dev; writes xtremedistil-ft.*."""
-        from xtremedistil_tf.distill import losses
-        from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
-        from xtremedistil_tf.train.phase import run_phase
         c = self.config
         task = load_task(c.task, do_NER=c.do_NER, do_pairwise=c.do_pairwise, glue_task=c.glue_task)
         train = self.featurizer.encode(task.splits["train"], name="train")
@@ -105,16 +108,8 @@ class DistilledModel:
         student = self.student
         variables = [v for v in student.trainable_variables
                      if not (c.freeze_word_embedding and v is student.encoder.embeddings.word_embeddings.embeddings)]
-        optimizer = loop.make_optimizer(learning_rate, epsilon=1e-8)
-        loop.build_optimizer(optimizer, variables, self.strategy)
-        mask = self.kind == "ner"
-
-        def loss_fn(batch, training):
-            out = student({k: batch[k] for k in INPUTS}, training=training)
-            return losses.label_loss(self.kind, out["logits"], batch["labels"],
-                                     batch["attention_mask"] if mask else None)
-
-        step = loop.Step(self.strategy, loss_fn, variables, optimizer, batch_size)
+        ner = self.kind == "ner"
+        model = LossModel(student, [LabelLoss(self.kind)], token_mask=ner)
         metric = main_metric(self.kind, task.glue_task)
 
         def score(_):
@@ -122,15 +117,12 @@ class DistilledModel:
                              glue_task=task.glue_task)
             return m[metric], m
 
-        def train_epoch(data, chunk, epoch):
-            ds = loop.dataset_from_arrays(data, batch_size, shuffle=True, seed=seed + epoch, drop_remainder=False,
-                                          trim=True, token_keys=INPUTS + (("labels",) if mask else ()))
-            return loop.run_epoch(step, ds, description=f"fine-tuning epoch {epoch + 1}", log_every=0)
-
-        ckpt = PhaseCheckpoint(os.path.join(self.model_dir, "checkpoints", "ft"), student, optimizer)
-        result = run_phase("fine-tuning", model=student, checkpoint=ckpt, num_chunks=1, load_chunk=lambda _: train,
-                           train_epoch=train_epoch, score=score, epochs=epochs, patience=patience,
-                           faithful=False, cross_chunk=False)
+        batching = Batching(batch_size, token_keys=INPUT_NAMES + (("labels",) if ner else ()), trim=True,
+                            drop_partial=False)
+        result = Trainer(self.strategy, seed=seed, log_every=0).fit(
+            "fine-tuning", model, variables=variables, optimizer=loop.make_optimizer(learning_rate, epsilon=1e-8),
+            batching=batching, checkpoint_dir=os.path.join(self.model_dir, "checkpoints", "ft"),
+            load_chunk=lambda _: {"train": train}, score=score, epochs=epochs, patience=patience)
         save_model(student, self.model_dir, FT_WEIGHTS, "student-ft-config.json",
                    extra={"label_names": self.label_names, "kind": self.kind})
         return result

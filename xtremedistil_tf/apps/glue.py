@@ -1,9 +1,9 @@
 """run_glue.py: fine-tune any encoder on a GLUE task or on NER, and evaluate it with the benchmarks' own metrics.
 
 The model is a Hugging Face folder or hub id, a folder written by this project (`save_keras`, a distilled
-`model_dir` of run_distillation.py, or its `teacher/` folder). The training is the distiller's own: the loop of
-`train/loop.py` and the early-stopping phase of `train/phase.py` (checkpointed every epoch, so rerunning the same
-command after a crash resumes), as in the distiller's teacher fine-tuning. The best epoch on dev is kept. A
+`model_dir` of run_distillation.py, or its `teacher/` folder). Training is the shared `train.trainer.Trainer`
+(checkpointed every epoch, so rerunning the same command after a crash resumes), as the distiller's teacher
+fine-tuning. The best epoch on dev is kept. A
 model whose head already fits the task (same kind and labels: a distilled student on its own task, an exported
 fine-tuned model) keeps it; otherwise a new head is trained. `--epochs=0` only evaluates.
 
@@ -26,62 +26,62 @@ import numpy as np
 from absl import logging
 
 from xtremedistil_tf import io
+from xtremedistil_tf.data import registry
+from xtremedistil_tf.config import RuntimeConfig, option
+from xtremedistil_tf.distill.outputs import STUDENT_CONFIG, STUDENT_WEIGHTS
 from xtremedistil_tf.errors import ConfigError, UserError
+from xtremedistil_tf.models.encoder import INPUT_NAMES
 
-TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli", "ner")
+TASKS = registry.GLUE_TASKS + ("ner",)
 # File names the GLUE server expects in a submission zip.
-SUBMISSION_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP",
-                    "mnli": "MNLI-m", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
 LR_SCHEDULES = ("linear", "constant")
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "run_config.json"
 LOG_FILE = "run.log"
 CHECKPOINT_DIR = "checkpoint"
-# Distilled model folders written by run_distillation.py.
-STUDENT_CONFIG, STUDENT_WEIGHTS = "student-config.json", "xtremedistil.weights.h5"
-# Flags that do not change what is computed: a resumed or repeated run may change them.
-RUNTIME_KEYS = ("strategy", "tpu", "verbose", "log_every", "export_hf", "export_saved_model", "export_keras",
-                "fixed_shapes")
 
 
 @dataclasses.dataclass
-class GlueConfig:
-    task: str = ""
-    model: str = ""
-    output_dir: str = ""
-    data_dir: str = ""
-    tokenizer: str = ""
-    tfds_data_dir: str = ""
-    seq_len: int = 128
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    learning_rate: float = 5e-5
-    lr_schedule: str = "linear"
-    warmup_proportion: float = 0.1
-    weight_decay: float = 0.0
-    epochs: int = 3
-    patience: int = 2
-    seed: int = 42
-    max_train_examples: int = 0
-    group_by_length: bool = True
-    fixed_shapes: bool = False
-    opt_policy: str = "float32"
-    strategy: str = "auto"
-    tpu: str = ""
-    jit_compile: bool = False
-    deterministic: bool = False
-    log_every: int = 50
-    export_hf: bool = True
-    export_saved_model: bool = True
-    export_keras: bool = True
-    verbose: bool = False
+class GlueConfig(RuntimeConfig):
+    """run_glue.py's flags."""
+
+    NEUTRAL_KEYS = RuntimeConfig.NEUTRAL_KEYS + ("export_hf", "export_saved_model", "export_keras")
+
+    task: str = option("", f"one of {', '.join(TASKS)}")
+    model: str = option("", "the model to fine-tune: a Hugging Face folder or hub id, a folder written by save_keras, "
+                            "a distilled model_dir of run_distillation.py (student-config.json + "
+                            "xtremedistil.weights.h5) or its teacher/ folder")
+    output_dir: str = option("", "where metrics.json, the fine-tuned model, the predictions and the checkpoint go")
+    data_dir: str = option("", "the GLUE task folder (or the glue/ folder above it), or for --task=ner a CoNLL folder "
+                               "(train.txt, dev.txt, test.txt); empty: TFDS glue/<task> (conll2003 for ner)")
+    tokenizer: str = option("", "tokenizer folder or hub id (default: the model's own tokenizer files)")
+    tfds_data_dir: str = option("", "TFDS data_dir (default: TFDS' own)")
+    seq_len: int = option(128, "maximum sequence length in tokens (each split is padded to its longest example, at "
+                               "most this)")
+    batch_size: int = option(32, "per-replica training batch size")
+    eval_batch_size: int = option(128, "per-replica batch size for evaluation and prediction")
+    learning_rate: float = option(5e-5, "peak Adam learning rate")
+    lr_schedule: str = option("linear", "linear (warm-up then linear decay to 0, as BERT) or constant")
+    warmup_proportion: float = option(0.1, "fraction of the training steps spent warming up (linear schedule)")
+    weight_decay: float = option(0.0, "AdamW weight decay (biases and layer norms excluded); 0: Adam")
+    epochs: int = option(3, "maximum training epochs (0: evaluate the model as it is)")
+    patience: int = option(2, "stop after this many epochs without a better dev score; the best epoch is kept")
+    max_train_examples: int = option(0, "train on a random sample of this many training examples (0: all)")
+    group_by_length: bool = option(True, "train on batches of examples of similar length (a seeded shuffle, then a "
+                                         "sort by length within every 50 batches, the batches in random order): with "
+                                         "batches cut to their longest example, several times faster on short texts")
+    export_hf: bool = option(True, "write the fine-tuned model as a Hugging Face folder (output_dir/hf)")
+    export_saved_model: bool = option(True, "write a TF SavedModel (output_dir/saved_model)")
+    export_keras: bool = option(True, "write Keras weights + config (output_dir/keras)")
 
     @property
     def kind_hint(self) -> str:
+        """The kind of task --task implies (ner, regression for STS-B, else classification), checked against
+        the data."""
         return "ner" if self.task == "ner" else ("regression" if self.task == "stsb" else "classification")
 
     def validate(self) -> None:
+        """Raises ConfigError naming the first bad flag, so mistakes stop the run before any model or data loads."""
         if self.task not in TASKS:
             raise ConfigError(f"--task={self.task!r}: expected one of {', '.join(TASKS)}")
         if not self.model:
@@ -101,72 +101,25 @@ class GlueConfig:
                   (self.weight_decay >= 0, "--weight_decay must be >= 0"),
                   (self.epochs >= 0, "--epochs must be >= 0 (0: evaluate only)"),
                   (self.patience > 0, "--patience must be positive"),
-                  (self.max_train_examples >= 0, "--max_train_examples must be >= 0 (0: all)"),
-                  (self.log_every >= 0, "--log_every must be >= 0")]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+                  (self.max_train_examples >= 0, "--max_train_examples must be >= 0 (0: all)")]
+        problems = [message for ok, message in checks if not ok] + self.runtime_problems()
+        if problems:
+            raise ConfigError(problems[0])
 
     def to_json(self) -> dict:
+        """Every flag as a JSON-ready dict (logged at start and stored in metrics.json)."""
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> dict:
-        return {k: v for k, v in self.to_json().items() if k not in RUNTIME_KEYS}
-
-
-# ------------------------------------------------------------------------------------------------------------ flags
-_HELP = {
-    "task": f"one of {', '.join(TASKS)}",
-    "model": "the model to fine-tune: a Hugging Face folder or hub id, a folder written by save_keras, a distilled "
-             "model_dir of run_distillation.py (student-config.json + xtremedistil.weights.h5) or its teacher/ "
-             "folder",
-    "output_dir": "where metrics.json, the fine-tuned model, the predictions and the checkpoint go",
-    "data_dir": "the GLUE task folder (or the glue/ folder above it), or for --task=ner a CoNLL folder "
-                "(train.txt, dev.txt, test.txt); empty: TFDS glue/<task> (conll2003 for ner)",
-    "tokenizer": "tokenizer folder or hub id (default: the model's own tokenizer files)",
-    "tfds_data_dir": "TFDS data_dir (default: TFDS' own)",
-    "seq_len": "maximum sequence length in tokens (each split is padded to its longest example, at most this)",
-    "batch_size": "per-replica training batch size",
-    "eval_batch_size": "per-replica batch size for evaluation and prediction",
-    "learning_rate": "peak Adam learning rate",
-    "lr_schedule": "linear (warm-up then linear decay to 0, as BERT) or constant",
-    "warmup_proportion": "fraction of the training steps spent warming up (linear schedule)",
-    "weight_decay": "AdamW weight decay (biases and layer norms excluded); 0: Adam",
-    "epochs": "maximum training epochs (0: evaluate the model as it is)",
-    "patience": "stop after this many epochs without a better dev score; the best epoch is kept",
-    "seed": "random seed (initialisation, shuffling, dropout, --max_train_examples' sample)",
-    "max_train_examples": "train on a random sample of this many training examples (0: all)",
-    "group_by_length": "train on batches of examples of similar length (a seeded shuffle, then a sort by length "
-                       "within every 50 batches, the batches in random order): with batches cut to their longest "
-                       "example, several times faster on short texts",
-    "fixed_shapes": "pad every batch to the split's padded length (always on TPU); otherwise each batch is cut to "
-                    "its longest example, which gives the same numbers faster",
-    "opt_policy": "precision policy: float32, mixed_float16 or mixed_bfloat16",
-    "strategy": "auto, default, mirrored, multi_worker (TF_CONFIG) or tpu",
-    "tpu": "TPU name or address for --strategy=tpu",
-    "jit_compile": "compile forward, loss and gradients with XLA",
-    "deterministic": "TF op determinism",
-    "log_every": "log the running loss every N steps (0: never)",
-    "export_hf": "write the fine-tuned model as a Hugging Face folder (output_dir/hf)",
-    "export_saved_model": "write a TF SavedModel (output_dir/saved_model)",
-    "export_keras": "write Keras weights + config (output_dir/keras)",
-    "verbose": "show tracebacks on errors",
-}
-
-
-def define_flags() -> None:
-    from xtremedistil_tf.cli import define_dataclass_flags
-    define_dataclass_flags(GlueConfig, _HELP)
-
-
-def config_from_flags() -> GlueConfig:
-    from xtremedistil_tf.cli import dataclass_from_flags
-    return dataclass_from_flags(GlueConfig)
+        """The values that decide what a run computes (what a rerun into the same output_dir must repeat)."""
+        return {k: v for k, v in self.to_json().items() if k not in self.NEUTRAL_KEYS}
 
 
 # ------------------------------------------------------------------------------------------------------------ model
 @dataclasses.dataclass
 class LoadedTaskModel:
+    """What load_task_model found: the TaskModel, where its tokenizer comes from, the source's format and whether
+    the head is new or reused (all reported in metrics.json)."""
     model: object  # TaskModel
     tokenizer_source: str
     format: str
@@ -194,13 +147,14 @@ def load_task_model(source: str, *, kind: str, num_labels: int, label_names, tok
     found = None  # (model, format, label_names, tokenizer folder)
     if os.path.isdir(source) and all(os.path.isfile(os.path.join(source, f))
                                      for f in (STUDENT_CONFIG, STUDENT_WEIGHTS)):
-        from xtremedistil_tf.distill.teacher import load_model
+        from xtremedistil_tf.distill.student import Student  # noqa: F401 - registers the class load_model rebuilds
+        from xtremedistil_tf.models.saving import load_model
         student = load_model(source, STUDENT_WEIGHTS, STUDENT_CONFIG)
         spec = io.read_json(os.path.join(source, STUDENT_CONFIG))
         model = student
         if not isinstance(student, TaskModel) and student.kind == kind and student.num_labels == num_labels \
                 and _compatible_names(spec.get("label_names"), label_names):
-            try:  # the student's head (faithful or not) folded into a TaskModel head
+            try:  # the student's head (projected or not) folded into a TaskModel head
                 model = student.to_task_model()
             except ValueError as e:
                 logging.warning("%s: the student's head cannot be kept (%s); a new head is trained", source, e)
@@ -210,7 +164,8 @@ def load_task_model(source: str, *, kind: str, num_labels: int, label_names, tok
         tok = next((d for d in (os.path.join(source, "hf"), source) if _tokenizer_files(d)), "")
         found = (model, "distilled", spec.get("label_names"), tok)
     else:
-        from xtremedistil_tf.distill.teacher import TEACHER_CONFIG, TEACHER_WEIGHTS, has_saved_teacher, load_model
+        from xtremedistil_tf.distill.teacher import TEACHER_CONFIG, TEACHER_WEIGHTS, has_saved_teacher
+        from xtremedistil_tf.models.saving import load_model
         if os.path.isdir(source) and has_saved_teacher(source):
             model = load_model(source, TEACHER_WEIGHTS, TEACHER_CONFIG)
             found = (model, "teacher", None, source if _tokenizer_files(source) else "")
@@ -235,25 +190,6 @@ def load_task_model(source: str, *, kind: str, num_labels: int, label_names, tok
     task_model = TaskModel(encoder, num_labels, kind=kind, name="task_model")
     task_model.build()
     return LoadedTaskModel(task_model, tok, fmt, head="new")
-
-
-# ------------------------------------------------------------------------------------------------------- schedule
-def warmup_linear_schedule(peak: float, warmup_steps: int, total_steps: int):
-    """BERT's schedule: linear warm-up to `peak` over `warmup_steps`, then linear decay to 0 at `total_steps`."""
-    import keras
-
-    class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-        def __call__(self, step):
-            from keras import ops
-            step = ops.cast(step, "float32")
-            warm = peak * (step + 1.0) / float(max(warmup_steps, 1))
-            decay = peak * ops.maximum(0.0, float(total_steps) - step) / float(max(total_steps - warmup_steps, 1))
-            return ops.where(step < float(warmup_steps), warm, decay)
-
-        def get_config(self):
-            return {"peak": peak, "warmup_steps": warmup_steps, "total_steps": total_steps}
-
-    return WarmupLinearDecay()
 
 
 # ------------------------------------------------------------------------------------------------------------ NER
@@ -301,10 +237,7 @@ class GlueRun:
         """Returns the metrics of a finished run in output_dir with the same flags (nothing to do), else None."""
         c = self.config
         c.validate()
-        from xtremedistil_tf.strategy import set_up_runtime
-        self.strategy, self.chief, self.trim = set_up_runtime(
-            seed=c.seed, deterministic=c.deterministic, opt_policy=c.opt_policy, strategy=c.strategy, tpu=c.tpu,
-            fixed_shapes=c.fixed_shapes)
+        self.strategy, self.chief, self.trim = c.set_up()
         self.replicas = self.strategy.num_replicas_in_sync
         self.output_dir = c.output_dir if self.chief else tempfile.mkdtemp(prefix="run-glue-worker-")
         if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
@@ -320,7 +253,7 @@ class GlueRun:
             saved = io.read_json(previous)
             current = c.fingerprint()
             diffs = [f"{k}: {saved.get(k)!r} before, {current.get(k)!r} now" for k in sorted(set(saved) | set(current))
-                     if k not in RUNTIME_KEYS and saved.get(k) != current.get(k)]
+                     if k not in c.NEUTRAL_KEYS and saved.get(k) != current.get(k)]
             if diffs:
                 raise ConfigError(f"{c.output_dir} holds a run with different flags; use a new --output_dir or the "
                                   "same flags. Differences:\n  " + "\n  ".join(diffs))
@@ -343,6 +276,7 @@ class GlueRun:
         return None
 
     def close(self):
+        """Detaches run.log and restores the absl log level, so later runs in the same process log normally."""
         if self._log_handler is not None:
             logging.get_absl_logger().removeHandler(self._log_handler)
             logging.get_absl_logger().setLevel(self._log_level)
@@ -351,7 +285,9 @@ class GlueRun:
 
     # ------------------------------------------------------------------------------------------------ data
     def load_data(self):
-        from xtremedistil_tf.train.tasks import load_task
+        """Reads the task (--data_dir, else TFDS), checks its kind matches --task, samples train if
+        --max_train_examples, and picks the dev and test splits to score."""
+        from xtremedistil_tf.data.tasks import load_task
         c = self.config
         ner = c.task == "ner"
         if c.data_dir:
@@ -385,6 +321,8 @@ class GlueRun:
                      self.label_names if self.label_names else "regression")
 
     def featurize(self):
+        """Tokenizes every split (each padded to its longest example); fails if dev lacks labels or the tokenizer's
+        ids overflow the model's vocabulary (a tokenizer that does not match the model)."""
         from xtremedistil_tf.data.tokenize import Featurizer, load_tokenizer
         c = self.config
         self.tokenizer = load_tokenizer(self.model_info.tokenizer_source)
@@ -407,6 +345,8 @@ class GlueRun:
 
     # ------------------------------------------------------------------------------------------------ model
     def build_model(self):
+        """Loads --model as a TaskModel for the task under the strategy's scope (reusing a fitting head) and
+        checks --seq_len fits its position embeddings."""
         c = self.config
         with self.strategy.scope():
             self.model_info = load_task_model(c.model, kind=self.kind, num_labels=self.num_labels,
@@ -424,6 +364,7 @@ class GlueRun:
 
     # ------------------------------------------------------------------------------------------------ evaluation
     def gbs(self, per_replica: int) -> int:
+        """The global batch size: the flags give per-replica sizes."""
         return per_replica * self.replicas
 
     def logits(self, split: str) -> np.ndarray:
@@ -431,14 +372,14 @@ class GlueRun:
         padded back to the split's length)."""
         from xtremedistil_tf.train import loop
         arrays = self.arrays[split]
-        return loop.predict(self.strategy, self._logits_fn, {k: arrays[k] for k in INPUTS},
+        return loop.predict(self.strategy, self._logits_fn, {k: arrays[k] for k in INPUT_NAMES},
                             self.gbs(self.config.eval_batch_size), trim=self.trim,
                             token_outputs=("logits",) if self.kind == "ner" else ())["logits"]
 
     def evaluate(self, split: str, logits: np.ndarray | None = None) -> dict:
         """The split's metrics; NER over every word (a word lost to truncation counts as predicted O)."""
         from xtremedistil_tf import metrics
-        from xtremedistil_tf.train.evaluate import score_logits
+        from xtremedistil_tf.metrics import score_logits
         logits = self.logits(split) if logits is None else logits
         if self.kind == "ner":
             data = self.task.splits[split]
@@ -454,7 +395,7 @@ class GlueRun:
     def dev_score(self) -> tuple[float, dict]:
         """Selection score (the task's main metric on dev) and the flat per-epoch metrics (MNLI: + mismatched_*).
         Keeps the full metrics of the best epoch seen, which are the final dev metrics when it is the one kept."""
-        from xtremedistil_tf.train.evaluate import main_metric
+        from xtremedistil_tf.metrics import main_metric
         full, flat = {}, {}
         for split in self.eval_splits:
             full[split] = self.evaluate(split)
@@ -467,17 +408,19 @@ class GlueRun:
 
     # ------------------------------------------------------------------------------------------------ training
     def train(self) -> dict:
-        from xtremedistil_tf.distill import losses
-        from xtremedistil_tf.distill.runner import reseed_dropout, unit_seed
+        """Fine-tunes with the shared Trainer (checkpointed, resumable, early-stopped on the dev score, best epoch
+        kept); returns the per-epoch history, best epoch and timing for metrics.json."""
         from xtremedistil_tf.train import loop
-        from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
-        from xtremedistil_tf.train.phase import run_phase
+        from xtremedistil_tf.train.losses import LabelLoss
+        from xtremedistil_tf.train.schedules import warmup_linear_decay
+        from xtremedistil_tf.train.trainer import Batching, LossModel, Trainer
         c, model, kind = self.config, self.model, self.kind
-        train = {k: v for k, v in self.arrays["train"].items() if k in (*INPUTS, "labels")}
+        train = {k: v for k, v in self.arrays["train"].items() if k in (*INPUT_NAMES, "labels")}
         n = len(train["input_ids"])
-        gbs = self.gbs(c.batch_size)
-        drop_remainder = n >= gbs
-        steps_per_epoch = n // gbs if drop_remainder else 1
+        batching = Batching(self.gbs(c.batch_size), token_keys=INPUT_NAMES + (("labels",) if kind == "ner" else ()),
+                            trim=self.trim, group_by_length=c.group_by_length)
+        gbs = batching.global_batch_size
+        steps_per_epoch = n // gbs if n >= gbs else 1
         total_steps = steps_per_epoch * c.epochs
         variables = model.trainable_variables
         if kind == "ner" and model.encoder.pooler is not None:  # the tagger does not use the pooler
@@ -485,41 +428,22 @@ class GlueRun:
             variables = [v for v in variables if all(v is not p for p in pooler)]
         with self.strategy.scope():
             if c.lr_schedule == "linear":
-                lr = warmup_linear_schedule(c.learning_rate, int(round(c.warmup_proportion * total_steps)),
-                                            total_steps)
+                lr = warmup_linear_decay(c.learning_rate, int(round(c.warmup_proportion * total_steps)), total_steps)
             else:
                 lr = c.learning_rate
             optimizer = loop.make_optimizer(lr, epsilon=1e-8, weight_decay=c.weight_decay or None)
             if c.weight_decay:
                 getattr(optimizer, "inner_optimizer", optimizer).exclude_from_weight_decay(
                     var_names=["bias", "gamma", "beta"])
-            loop.build_optimizer(optimizer, variables, self.strategy)
-
-        def loss_fn(batch, training):
-            out = model({k: batch[k] for k in INPUTS}, training=training)
-            return losses.label_loss(kind, out["logits"], batch["labels"],
-                                     batch["attention_mask"] if kind == "ner" else None)
-
-        step = loop.Step(self.strategy, loss_fn, variables, optimizer, gbs, c.jit_compile)
-        ckpt = PhaseCheckpoint(self._path(CHECKPOINT_DIR), model, optimizer)
-
-        token_keys = INPUTS + (("labels",) if kind == "ner" else ())
-
-        def train_epoch(data, chunk, epoch):
-            seed = unit_seed(c.seed, 0, chunk, epoch)
-            reseed_dropout(model, seed)
-            ds = loop.dataset_from_arrays(data, gbs, shuffle=True, seed=seed, drop_remainder=drop_remainder,
-                                          trim=self.trim, token_keys=token_keys,
-                                          group_by_length=c.group_by_length and self.trim)
-            return loop.run_epoch(step, loop.distribute(self.strategy, ds), description=f"{c.task} epoch {epoch + 1}",
-                                  log_every=c.log_every)
 
         logging.info("fine-tuning on %d examples: up to %d epochs of %d steps (global batch %d), learning rate "
                      "%g (%s schedule), patience %d", n, c.epochs, steps_per_epoch, gbs, c.learning_rate,
                      c.lr_schedule, c.patience)
-        result = run_phase(c.task, model=model, checkpoint=ckpt, num_chunks=1, load_chunk=lambda _: train,
-                           train_epoch=train_epoch, score=lambda _: self.dev_score(), epochs=c.epochs,
-                           patience=c.patience, faithful=False, cross_chunk=False)
+        trainer = Trainer(self.strategy, seed=c.seed, jit_compile=c.jit_compile, log_every=c.log_every)
+        result = trainer.fit(c.task, LossModel(model, [LabelLoss(kind)], token_mask=kind == "ner"),
+                             variables=variables, optimizer=optimizer, batching=batching,
+                             checkpoint_dir=self._path(CHECKPOINT_DIR), load_chunk=lambda _: {"train": train},
+                             score=lambda _: self.dev_score(), epochs=c.epochs, patience=c.patience)
         history = [{k: v for k, v in h.items() if k != "chunk"} for h in result.history]
         for h in history:
             h["epoch"] += 1
@@ -545,9 +469,7 @@ class GlueRun:
                 rel = f"{split}_predictions.txt"
                 write_conll_predictions(self._path(rel), data.examples, tags, self.label_names)
             else:
-                name = SUBMISSION_NAMES[self.glue_task]
-                if split == "test_mismatched":
-                    name = "MNLI-mm"
+                name = registry.submission_name(self.glue_task, split)
                 rel = os.path.join("submission", f"{name}.tsv")
                 preds = logits[:, 0] if self.kind == "regression" else logits
                 metrics.write_glue_predictions(self._path(rel), self.glue_task, preds, self.label_names,
@@ -557,6 +479,8 @@ class GlueRun:
         return scores, files
 
     def export(self) -> tuple[dict, dict]:
+        """Writes the requested model formats (hf/, saved_model/, keras/); returns (written, failed), a failed
+        format being logged and skipped so the others and the metrics are still written."""
         from xtremedistil_tf.convert import export
         c, model = self.config, self.model
         names = self.label_names if self.kind != "regression" else None
@@ -579,6 +503,8 @@ class GlueRun:
         return written, failed
 
     def run(self) -> dict:
+        """The whole run, returning its metrics (those already saved if output_dir holds the same finished run);
+        run.log is closed even on failure."""
         try:
             done = self.setup()
             if done is not None:
@@ -588,7 +514,7 @@ class GlueRun:
             self.close()
 
     def _run(self) -> dict:
-        from xtremedistil_tf.train.evaluate import main_metric
+        from xtremedistil_tf.metrics import main_metric
         c = self.config
         self.load_data()
         self.build_model()
@@ -631,4 +557,5 @@ class GlueRun:
 
 
 def run_glue(config: GlueConfig) -> dict:
+    """Runs run_glue.py with `config` and returns the metrics written to metrics.json."""
     return GlueRun(config).run()

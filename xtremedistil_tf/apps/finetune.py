@@ -1,7 +1,7 @@
 """Continued fine-tuning of a distilled model on its task's labelled data (the original's
 run_xtreme_distil_ft.py), early-stopped on dev (the original used the last 10% of train):
 
-  python -m xtremedistil_tf.distill.finetune --model_dir runs/sst2 --ft_epochs 3
+  python -m xtremedistil_tf.apps.finetune --model_dir runs/sst2 --ft_epochs 3
 """
 import sys
 
@@ -19,7 +19,7 @@ FLAGS = flags.FLAGS
 
 
 def _main(argv):
-    from xtremedistil_tf.distill.tools import DistilledModel
+    from xtremedistil_tf.distill.distilled import DistilledModel
     from xtremedistil_tf.errors import ConfigError
     if not FLAGS.model_dir:
         raise ConfigError("--model_dir is required")
@@ -30,6 +30,7 @@ def _main(argv):
 
 
 def main(argv):
+    """absl entry point: runs the fine-tuning and exits with run_main's code (2 on a user error)."""
     logging.set_verbosity(logging.INFO)
     sys.exit(run_main(_main, argv, FLAGS.verbose))
 

@@ -1,7 +1,7 @@
 """Predict with or evaluate a distilled model (the original's run_xtreme_distil_predict.py):
 
-  python -m xtremedistil_tf.distill.predict --model_dir runs/sst2 --pred_file texts.tsv --do_predict
-  python -m xtremedistil_tf.distill.predict --model_dir runs/sst2 --do_eval
+  python -m xtremedistil_tf.apps.predict --model_dir runs/sst2 --pred_file texts.tsv --do_predict
+  python -m xtremedistil_tf.apps.predict --model_dir runs/sst2 --do_eval
 """
 import sys
 
@@ -23,7 +23,7 @@ FLAGS = flags.FLAGS
 def _main(argv):
     import os
 
-    from xtremedistil_tf.distill.tools import FT_WEIGHTS, WEIGHTS, DistilledModel
+    from xtremedistil_tf.distill.distilled import FT_WEIGHTS, WEIGHTS, DistilledModel
     from xtremedistil_tf.errors import ConfigError
     if not FLAGS.model_dir:
         raise ConfigError("--model_dir is required")
@@ -40,6 +40,7 @@ def _main(argv):
 
 
 def main(argv):
+    """absl entry point: predicts and/or evaluates, exiting with run_main's code (2 on a user error)."""
     logging.set_verbosity(logging.INFO)
     sys.exit(run_main(_main, argv, FLAGS.verbose))
 

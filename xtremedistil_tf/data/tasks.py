@@ -7,12 +7,14 @@ import os
 
 from absl import logging
 
-from xtremedistil_tf.data import readers
+from xtremedistil_tf.data import readers, registry
 from xtremedistil_tf.errors import ConfigError
 
 
 @dataclasses.dataclass
 class TaskSplits:
+    """A task's splits as read, with the label set and kind the model head needs (taken from train)."""
+
     kind: str
     label_names: list[str] | None
     pairwise: bool
@@ -22,9 +24,11 @@ class TaskSplits:
 
     @property
     def num_labels(self) -> int:
+        """Output units of the head: the number of labels, 1 for regression."""
         return 1 if self.label_names is None else len(self.label_names)
 
     def labelled(self, split: str) -> bool:
+        """True when ``split`` was found and every example of it has a label (so it can be scored)."""
         return split in self.splits and self.splits[split].has_labels
 
 
@@ -34,7 +38,7 @@ def load_task(task: str, *, do_NER: bool = False, do_pairwise: bool = False, glu
     with do_NER) or a TFDS name such as `glue/sst2` or `conll2003`."""
     if os.path.isdir(task):
         if glue_task:
-            name = readers.glue_task_name(glue_task)
+            name = registry.glue_task_name(glue_task)
             raw = readers.read_glue(name, task)
             splits = {"train": raw["train"]}
             dev = raw.get("dev") or raw.get("dev_matched")
@@ -78,6 +82,7 @@ def load_task(task: str, *, do_NER: bool = False, do_pairwise: bool = False, glu
 
 
 def _finish(splits: dict, glue_task: str, source: str) -> TaskSplits:
+    # A labelled train split is required; without a dev split the last 10% of train is held out (logged).
     train = splits["train"]
     if not train.has_labels:
         raise ConfigError(f"{train.path}: the training split has no labels")

@@ -1,0 +1,47 @@
+"""Configuration shared by every entry point: a field helper whose help text becomes the flag's help, and the
+runtime settings (seed, precision, strategy, compilation, logging) that run_distillation.py and run_glue.py share."""
+from __future__ import annotations
+
+import dataclasses
+
+from xtremedistil_tf.strategy import PRECISIONS, STRATEGIES
+
+
+def option(default, help_text: str):
+    """A config field with its command-line help (see `cli.define_config_flags`)."""
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+@dataclasses.dataclass
+class RuntimeConfig:
+    """How a run executes, shared by every app. `NEUTRAL_KEYS` change how fast or how loudly a run goes, not what
+    it computes: a rerun into the same output folder may change them."""
+
+    NEUTRAL_KEYS = ("strategy", "tpu", "verbose", "log_every", "fixed_shapes", "jit_compile")
+
+    seed: int = option(42, "random seed (initialisation, batch order, dropout, samples)")
+    opt_policy: str = option("float32", f"precision policy: {', '.join(PRECISIONS)}")
+    strategy: str = option("auto", f"tf.distribute strategy: {', '.join(STRATEGIES)} (multi_worker reads "
+                                   "TF_CONFIG)")
+    tpu: str = option("", "TPU name or address for --strategy=tpu")
+    jit_compile: bool = option(False, "compile forward, loss and gradients with XLA")
+    fixed_shapes: bool = option(False, "pad every batch to the padded length (always on TPU); otherwise each batch "
+                                       "is cut to its longest example, which gives the same numbers faster")
+    deterministic: bool = option(False, "TF op determinism: reruns and resumed runs give identical weights")
+    verbose: bool = option(False, "show tracebacks on errors")
+    log_every: int = option(50, "log the running loss every N steps (0: never)")
+
+    def runtime_problems(self) -> list[str]:
+        """What is wrong with the runtime flags (empty when nothing is)."""
+        problems = []
+        if self.opt_policy not in PRECISIONS:
+            problems.append(f"--opt_policy={self.opt_policy!r}: expected float32, mixed_float16 or mixed_bfloat16")
+        if self.log_every < 0:
+            problems.append("--log_every must be >= 0")
+        return problems
+
+    def set_up(self):
+        """Seeds, determinism, precision and strategy; returns (strategy, chief, whether batches may be trimmed)."""
+        from xtremedistil_tf.strategy import set_up_runtime
+        return set_up_runtime(seed=self.seed, deterministic=self.deterministic, opt_policy=self.opt_policy,
+                              strategy=self.strategy, tpu=self.tpu, fixed_shapes=self.fixed_shapes)

@@ -1,0 +1,90 @@
+"""A distillation run's data: the task's labelled splits as arrays, and the transfer set as a tokenized cache read
+in chunks, with the row order and padding the mode policy asks for."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from absl import logging
+
+from xtremedistil_tf import io
+from xtremedistil_tf.data.pipeline import TransferCache, shuffled_row_order
+from xtremedistil_tf.data.readers import Example
+from xtremedistil_tf.data.tokenize import Featurizer, x_subword_labels
+from xtremedistil_tf.distill.config import DistilConfig
+from xtremedistil_tf.models.encoder import INPUT_NAMES
+
+
+def split_tail(arrays: dict[str, np.ndarray], fraction: float = 0.1):
+    """Keras' validation_split: the last `fraction` of the rows, before any shuffling."""
+    n = len(arrays["input_ids"])
+    cut = n - max(1, int(n * fraction)) if n > 1 else n
+    return {k: v[:cut] for k, v in arrays.items()}, {k: v[cut:] for k, v in arrays.items()}
+
+
+def transfer_line(example: Example) -> str:
+    """An example as a line of a transfer file (text, or text and pair, tab-separated)."""
+    text = " ".join(example.text_a) if isinstance(example.text_a, tuple) else example.text_a
+    return f"{text}\t{example.text_b}\n" if example.text_b is not None else f"{text}\n"
+
+
+class DistillationData:
+    """Featurized train/dev/test arrays and the chunked transfer set of one run.
+
+    Args:
+      config: the run's configuration (task, seq_len, transfer file, chunk size, seed, mode).
+      task: the loaded task (`TaskSplits`).
+      tokenizer: the teacher's tokenizer, which feeds every model.
+      folder: the run folder (`RunFolder`), for the transfer cache.
+    """
+
+    def __init__(self, config: DistilConfig, task, tokenizer, folder):
+        c, policy = config, config.policy
+        self.config = config
+        self.task = task
+        self.kind = task.kind
+        self.label_names = task.label_names
+        feat_kwargs = {}
+        if self.kind == "ner" and policy.ner_x_labels:
+            self.label_names, feat_kwargs = x_subword_labels(task.label_names, tokenizer)
+        self.token_keys = INPUT_NAMES + (("labels", "t_logits", "word_index") if self.kind == "ner" else ())
+        self.featurizer = Featurizer(tokenizer, c.seq_len, pad_to=policy.pad_to(self.kind), **feat_kwargs)
+        self.arrays: dict[str, dict[str, np.ndarray]] = {}
+        for split in ("train", "dev", "test"):
+            if task.labelled(split):
+                arrays = self.featurizer.encode(task.splits[split], name=split)
+                if policy.shuffle_rows:
+                    order = shuffled_row_order(len(arrays["input_ids"]), c.seed)
+                    arrays = {k: v[order] for k, v in arrays.items()}
+                self.arrays[split] = arrays
+        for split, arr in self.arrays.items():
+            logging.info("%s: %d examples, padded to %d tokens", split, len(arr["input_ids"]),
+                         arr["input_ids"].shape[1])
+        transfer_file = c.transfer_file
+        if not transfer_file:
+            transfer_file = folder.path("transfer-from-train.tsv")
+            logging.warning("no --transfer_file: using the training texts (%d rows) as the transfer set",
+                            len(task.splits["train"]))
+            if folder.chief and not os.path.isfile(transfer_file):
+                io.write_text(transfer_file, "".join(transfer_line(e) for e in task.splits["train"].examples))
+        self.transfer = TransferCache(folder.path("transfer_cache"), transfer_file, self.featurizer, kind=self.kind,
+                                      pairwise=task.pairwise)
+        self.num_chunks = self.transfer.num_chunks(c.distil_chunk_size)
+        logging.info("transfer set: %d examples in %d chunk(s) of at most %d%s", self.transfer.num_examples,
+                     self.num_chunks, c.distil_chunk_size,
+                     f", rows shuffled with seed {c.seed}" if policy.shuffle_rows else "")
+
+    @property
+    def row_order(self) -> str:
+        """How transfer rows are ordered (part of the teacher-output cache's key)."""
+        c = self.config
+        return f"shuffled with seed {c.seed}" if c.policy.shuffle_rows else "file order"
+
+    def transfer_chunk(self, index: int) -> dict[str, np.ndarray]:
+        """Chunk `index` of the transfer set: consecutive rows of the file, or of the file shuffled as a whole
+        when the policy shuffles rows (so chunks and their validation tails are the original's rows)."""
+        size = self.config.distil_chunk_size
+        if not self.config.policy.shuffle_rows:
+            return self.transfer.load_chunk(index, size)
+        order = shuffled_row_order(self.transfer.num_examples, self.config.seed)
+        return self.transfer.load_rows(order[index * size:(index + 1) * size])

@@ -1,0 +1,55 @@
+"""What a finished run leaves in model_dir: the student (Keras weights + config, word embeddings, Hugging Face
+folder, SavedModel), metrics.json, plots, and the summary in the log."""
+from __future__ import annotations
+
+from absl import logging
+
+from xtremedistil_tf import io
+from xtremedistil_tf.distill.run_folder import METRICS_FILE
+from xtremedistil_tf.models.saving import save_model
+
+STUDENT_WEIGHTS = "xtremedistil.weights.h5"
+STUDENT_CONFIG = "student-config.json"
+
+
+def run_metrics(state: dict, final: dict, mode: str) -> dict:
+    """metrics.json's content: the teacher's and every stage's scores, the selection, the final scores."""
+    stages = state["stages"]
+    return {"teacher": state["teacher"], "selected_stage": state["selected"], "final": final,
+            "stages": {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in stages.items()},
+            "histories": {k: v["history"] for k, v in stages.items()},
+            "mode": mode, "wall_time_total": sum(v["wall_time"] for v in stages.values())}
+
+
+def write_outputs(folder, student, metrics: dict, *, label_names, kind: str, tokenizer, export_hf: bool,
+                  export_saved_model: bool) -> None:
+    """Writes the student and the run's metrics into the run folder, each file atomically."""
+    save_model(student, folder.folder, STUDENT_WEIGHTS, STUDENT_CONFIG,
+               extra={"label_names": label_names, "kind": kind})
+    io.save_npy(folder.path("word_embedding.npy"), student.encoder.embeddings.word_embeddings.embeddings.numpy())
+    io.write_json(folder.path(METRICS_FILE), metrics)
+    try:
+        from xtremedistil_tf.distill.plots import plot_run
+        plot_run(metrics, folder.path("plots"))
+    except Exception as e:  # noqa: BLE001 - plots are a convenience, never a failure
+        logging.warning("plots not written: %s", e)
+    task_model = student.to_task_model()
+    if export_hf:
+        from xtremedistil_tf.convert.export import export_hf as write_hf
+        write_hf(task_model, folder.path("hf"), tokenizer=tokenizer,
+                 label_names=label_names if kind != "regression" else None)
+    if export_saved_model:
+        from xtremedistil_tf.convert.export import export_saved_model as write_saved_model
+        write_saved_model(task_model, folder.path("saved_model"))
+    logging.info("outputs written to %s", folder.folder)
+
+
+def log_summary(metrics: dict) -> None:
+    """The run's scores, stage by stage, in the log."""
+    if not metrics:
+        return
+    logging.info("teacher: %s", metrics.get("teacher"))
+    for k, v in sorted(metrics.get("stages", {}).items(), key=lambda kv: int(kv[0])):
+        logging.info("stage %s (%s, %s): %.1f s, dev %s, test %s", k, v["loss"], "+".join(v["trainable"]),
+                     v["wall_time"], v.get("dev"), v.get("test"))
+    logging.info("selected: %s; final: %s", metrics.get("selected_stage"), metrics.get("final"))

@@ -1,0 +1,103 @@
+"""Mode policies: everything that differs between the faithful mode (the original release, quirks included) and
+the default mode, in one place. Nothing else in the package asks which mode runs; it asks the policy.
+
+See the README's side-by-side table and `docs/original_release.md` for where each faithful choice comes from.
+"""
+from __future__ import annotations
+
+from xtremedistil_tf.errors import ConfigError
+from xtremedistil_tf.train.phase import StoppingRule
+
+
+class ModePolicy:
+    """What a mode decides: stage plan, row order, padding, batches, heads, learning rates, early stopping,
+    validation and selection. Subclasses set the attributes; the methods derive what depends on the model."""
+
+    name: str = ""
+    shuffle_rows: bool = False  # every file shuffled after tokenisation (sklearn's shuffle, random_state=seed)
+    pad_to_longest: bool = False  # sentence tasks padded to the file's longest example instead of seq_len
+    group_batches: bool = True  # batches of similar length allowed (--group_by_length)
+    drop_partial_batch: bool = True  # drop an epoch's last partial batch when there is a whole one
+    mask_padding: bool = True  # token-level losses count real first sub-tokens only (NER)
+    ner_x_labels: bool = False  # NER sub-words labelled X, and [PAD]/[CLS]/[SEP] labelled, as the original
+    teacher_first_token_head: bool = False  # the teacher's head reads the first token, no pooler
+    student_projected_head: bool = False  # student head: first token -> projection to teacher width -> classifier
+    stopping_rule: StoppingRule = StoppingRule()
+    logits_validated_on_dev: bool = True  # logit stages stop on the dev score, not on the chunk's tail
+    carry_best_across_logit_stages: bool = False  # a logit stage starts from the previous one's best val loss
+    selection_split: str = "dev"  # the split that picks the final stage
+    selection_ties_to_later: bool = False
+
+    def pad_to(self, kind: str) -> str:
+        """The featurizer's padding for a task of this kind."""
+        return "longest" if (self.pad_to_longest and kind != "ner") else "seq_len"
+
+    def intermediate_size(self, hidden_size: int) -> int:
+        """The student's FFN size when --intermediate_size is 0."""
+        return 4 * hidden_size
+
+    def student_learning_rate(self, pretrained: bool) -> float:
+        """The student's learning rate when --student_learning_rate is 0."""
+        return 5e-5 if pretrained else 1e-3
+
+    def unfreeze_groups(self, *, num_layers: int, has_projection: bool, unfreeze_order: str) -> list[str]:
+        """The layer groups logit and label stages unfreeze one at a time, after the head."""
+        return [f"transformer_layer_{i}" for i in reversed(range(num_layers))] + ["embeddings"]
+
+    def selection_better(self, value: float, best: float | None) -> bool:
+        """Whether a stage's selection score replaces the best so far."""
+        return best is None or (value >= best if self.selection_ties_to_later else value > best)
+
+    def selection_split_of(self, available) -> str:
+        """The split that picks the final stage: the mode's, or dev when the task lacks it (e.g. unlabelled test)."""
+        return self.selection_split if self.selection_split in available else "dev"
+
+
+class DefaultPolicy(ModePolicy):
+    """Same flags, stages and losses as the original, with what is wrong or weak fixed: selection on dev, one
+    transformer block unfrozen at a time, best epochs always restored, padding cut, standard BERT heads."""
+
+    name = "default"
+
+
+class FaithfulPolicy(ModePolicy):
+    """The original release's behaviour (run_xtreme_distil.py at f9b14c3)."""
+
+    name = "faithful"
+    shuffle_rows = True
+    pad_to_longest = True
+    group_batches = False
+    drop_partial_batch = False
+    mask_padding = False
+    ner_x_labels = True
+    teacher_first_token_head = True
+    student_projected_head = True
+    stopping_rule = StoppingRule(always_restore_best=False, score_chunk_by_best=False)
+    logits_validated_on_dev = False
+    carry_best_across_logit_stages = True
+    selection_split = "test"
+    selection_ties_to_later = True
+
+    def intermediate_size(self, hidden_size: int) -> int:
+        """3072 at any width: the original built the student's BertConfig without setting it (the default)."""
+        return 3072  # the original's BertConfig default, whatever the width
+
+    def student_learning_rate(self, pretrained: bool) -> float:
+        """3e-5 with or without a checkpoint: the original compiled every stage with Adam(3e-5, epsilon=1e-8)."""
+        return 3e-5
+
+    def unfreeze_groups(self, *, num_layers: int, has_projection: bool, unfreeze_order: str) -> list[str]:
+        """The original's shared-layer groups in --unfreeze_order (`dense` only when there is a projection)."""
+        # Two coarse groups, `dense` (the projection) and `student` (the whole encoder), in Python-set order.
+        return [g for g in unfreeze_order.split(",") if has_projection or g != "dense"]
+
+
+POLICIES: dict[str, ModePolicy] = {p.name: p for p in (DefaultPolicy(), FaithfulPolicy())}
+MODES = tuple(POLICIES)
+
+
+def policy_for(mode: str) -> ModePolicy:
+    """The policy of --mode."""
+    if mode not in POLICIES:
+        raise ConfigError(f"--mode={mode!r}: expected one of {MODES}")
+    return POLICIES[mode]

@@ -1,0 +1,29 @@
+"""Evaluation metrics for GLUE and NER.
+
+* :mod:`.glue`: accuracy, F1, Matthews correlation (sklearn), Pearson and Spearman (scipy.stats), GLUE's
+  metrics per task and GLUE submission files.
+* :mod:`.ner`: entity precision/recall/F1 exactly as the CoNLL `conlleval` script computes them.
+* :mod:`.scoring`: a model's logits on a split scored with its task's metrics; the metric that picks checkpoints.
+
+Importing this package loads neither sklearn, scipy nor TensorFlow: the library scorers are imported on first use.
+"""
+from xtremedistil_tf.metrics.glue import (
+    GLUE_TASKS, accuracy, f1, glue_metrics, matthews_corrcoef, pearson, spearman, write_glue_predictions,
+)
+from xtremedistil_tf.metrics.ner import get_entities, ner_metrics
+from xtremedistil_tf.metrics.scoring import main_metric, score_logits
+
+__all__ = [
+    "accuracy",
+    "f1",
+    "matthews_corrcoef",
+    "pearson",
+    "spearman",
+    "glue_metrics",
+    "main_metric",
+    "get_entities",
+    "ner_metrics",
+    "score_logits",
+    "write_glue_predictions",
+    "GLUE_TASKS",
+]

@@ -1,0 +1,53 @@
+"""Scoring a model's logits on a labelled split with the task's own metrics, and naming the metric that picks
+the best checkpoint."""
+from __future__ import annotations
+
+import numpy as np
+
+from xtremedistil_tf.data import registry
+from xtremedistil_tf.metrics.glue import accuracy, glue_metrics, pearson, spearman
+from xtremedistil_tf.metrics.ner import ner_metrics
+
+
+def score_logits(kind: str, logits: np.ndarray, labels: np.ndarray, *, label_names=None,
+                 glue_task: str = "") -> dict[str, float]:
+    """Metrics for one split. Classification: accuracy (plus the GLUE task's metrics); regression: Pearson and
+    Spearman; NER: conlleval entity precision/recall/F1 over positions whose label is >= 0 (first sub-tokens)."""
+    if kind == "ner":
+        pred = logits.argmax(-1)
+        true_seqs, pred_seqs = [], []
+        for p_row, t_row in zip(pred, labels):
+            keep = t_row >= 0
+            true_seqs.append([label_names[i] for i in t_row[keep]])
+            pred_seqs.append([label_names[i] if i < len(label_names) else "O" for i in p_row[keep]])
+        m = ner_metrics(true_seqs, pred_seqs)
+        return {k: float(m[k]) for k in ("precision", "recall", "f1", "accuracy")}
+    if kind == "regression":
+        preds = logits[:, 0] if logits.ndim == 2 else logits
+        out = {"pearson": pearson(preds, labels), "spearman": spearman(preds, labels)}
+        out["corr"] = (out["pearson"] + out["spearman"]) / 2
+        return out
+    out = {"accuracy": accuracy(labels, logits.argmax(-1))}
+    if glue_task:
+        out.update(glue_metrics(glue_task, logits, labels))
+    return out
+
+
+def main_metric(task: str, glue_task: str = "") -> str:
+    """The key of the scores that picks the best checkpoint.
+
+    Called with a task kind (as the trainers do: ``main_metric(kind, glue_task)``): f1 for NER, pearson for
+    regression, and for classification the GLUE task's main metric, or accuracy without a GLUE task. Called with
+    a task name (``main_metric("cola")``): that task's main metric, as listed in the registry (mcc for CoLA/AX,
+    pearson for STS-B, f1 for MRPC/QQP/NER, accuracy otherwise); an unknown name is a ValueError.
+    """
+    if task in registry.KINDS:
+        if task == "ner":
+            return "f1"
+        if task == "regression":
+            return "pearson"
+        return registry.main_metric(glue_task) if glue_task else "accuracy"
+    if glue_task:
+        raise ValueError(f"main_metric: glue_task={glue_task!r} goes with a task kind {registry.KINDS}, "
+                         f"not with the task name {task!r}")
+    return registry.main_metric(task)

@@ -1,0 +1,167 @@
+"""One trainer for every training phase: teacher fine-tuning, each distillation stage, run_glue.py and continued
+fine-tuning. A `LossModel` owns its loss objects and its `train_step`; the `Trainer` draws each epoch's batches,
+runs the distributed step and hands early stopping and checkpoints to `phase.run_phase`."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import keras
+import tensorflow as tf
+
+from xtremedistil_tf.models.encoder import INPUT_NAMES
+from xtremedistil_tf.train import loop
+from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
+from xtremedistil_tf.train.phase import PhaseResult, StoppingRule, run_phase
+from xtremedistil_tf.train.seeding import reseed_dropout, unit_seed
+
+
+def model_inputs(batch: dict) -> dict:
+    """The encoder's inputs of a batch that also carries labels or targets."""
+    return {k: batch[k] for k in INPUT_NAMES}
+
+
+class LossModel(keras.Model):
+    """`model` trained on the sum of `losses` (loss objects, see `train.losses.Loss`).
+
+    `train_step` computes the per-example loss, averages it over the global batch (so any number of replicas gives
+    the same update), and applies the phase's optimizer to the phase's variables only. With `jit_compile`, forward,
+    loss and gradients are compiled with XLA while the optimizer update stays outside, which is what works with
+    several replicas. `test_step` returns the per-example loss.
+
+    Args:
+      model: the model whose outputs the losses read (called on the batch's encoder inputs).
+      losses: the loss objects; their sum is the loss.
+      token_mask: pass the attention mask to the losses, so token-level losses count real tokens only.
+    """
+
+    def __init__(self, model: keras.Model, losses=(), *, token_mask: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+        self.loss_terms = list(losses)
+        self.token_mask = token_mask
+        self.phase_variables: list = []
+        self.global_batch_size = 1
+        self._grads_and_loss = self._gradients
+
+    @property
+    def needs(self) -> frozenset:
+        """What the loss terms read beyond the model's logits (e.g. representations, attentions, the teacher), so
+        `forward` computes only that."""
+        out = frozenset()
+        for term in self.loss_terms:
+            out |= term.needs
+        return out
+
+    def forward(self, batch: dict, training: bool) -> tuple[dict, dict | None]:
+        """The outputs the losses read: the model's, and a teacher's (None here)."""
+        return self.model(model_inputs(batch), training=training), None
+
+    def per_example_loss(self, batch: dict, training: bool):
+        """The sum of the loss terms for each example of `batch` (padding masked out with `token_mask`)."""
+        outputs, teacher = self.forward(batch, training)
+        mask = batch["attention_mask"] if self.token_mask else None
+        total = 0.0
+        for term in self.loss_terms:
+            total += term(outputs, teacher, batch, mask)
+        return total
+
+    def configure(self, *, optimizer: keras.optimizers.Optimizer, variables: list, global_batch_size: int,
+                  jit_compile: bool = False) -> None:
+        """Sets what `train_step` updates, with which optimizer, and the global batch the loss is averaged over."""
+        self.optimizer = optimizer
+        self.phase_variables = list(variables)
+        self.global_batch_size = global_batch_size
+        self._grads_and_loss = tf.function(self._gradients, jit_compile=True) if jit_compile else self._gradients
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The per-example loss of batch `x` summed and divided by the global batch size, so summing over replicas
+        gives the global mean (Keras' signature; `y`, `y_pred`, `sample_weight` are unused)."""
+        return tf.nn.compute_average_loss(self.per_example_loss(x, training), global_batch_size=self.global_batch_size)
+
+    def _gradients(self, batch):
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(batch, training=True)
+            scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
+        return loss, tape.gradient(scaled, self.phase_variables)
+
+    def train_step(self, batch):
+        """One optimizer update of the phase's variables on this replica's share of the batch; returns its loss."""
+        loss, grads = self._grads_and_loss(batch)
+        # Variables the loss does not reach (a pooler under a first-token head) get no gradient.
+        pairs = [(g, v) for g, v in zip(grads, self.phase_variables) if g is not None]
+        self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+        return {"loss": loss}
+
+    def test_step(self, batch):
+        """The per-example loss in inference mode (no update), for validation losses."""
+        return {"loss": self.per_example_loss(batch, False)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Batching:
+    """How an epoch's training batches are drawn.
+
+    Args:
+      global_batch_size: examples per step over all replicas.
+      token_keys: the arrays with a token axis (cut with the inputs when batches are trimmed).
+      trim: cut each batch to its longest example (off for fixed shapes).
+      group_by_length: batches of examples of similar length (with `trim`).
+      drop_partial: drop the last partial batch when there is at least one whole batch.
+    """
+    global_batch_size: int
+    token_keys: tuple[str, ...] = INPUT_NAMES
+    trim: bool = False
+    group_by_length: bool = False
+    drop_partial: bool = True
+
+    def dataset(self, arrays: dict, seed: int) -> tf.data.Dataset:
+        """One epoch of `arrays` as shuffled global batches; `seed` fixes the order, so a resumed epoch repeats it."""
+        n = len(arrays["input_ids"])
+        return loop.dataset_from_arrays(arrays, self.global_batch_size, shuffle=True, seed=seed,
+                                        drop_remainder=self.drop_partial and n >= self.global_batch_size,
+                                        trim=self.trim, token_keys=self.token_keys,
+                                        group_by_length=self.trim and self.group_by_length)
+
+
+class Trainer:
+    """Runs training phases under a strategy, each resumable from its checkpoint folder.
+
+    Args:
+      strategy: the tf.distribute strategy.
+      seed: the run's seed; epoch `e` of chunk `c` in stream `s` uses `unit_seed(seed, s, c, e)` for its batch order
+        and dropout, so a resumed phase equals an uninterrupted one.
+      jit_compile: compile forward, loss and gradients with XLA.
+      log_every: log the running loss every N steps (0: never).
+    """
+
+    def __init__(self, strategy: tf.distribute.Strategy, *, seed: int, jit_compile: bool = False,
+                 log_every: int = 50):
+        self.strategy = strategy
+        self.seed = seed
+        self.jit_compile = jit_compile
+        self.log_every = log_every
+
+    def fit(self, name: str, model: LossModel, *, variables: list, optimizer: keras.optimizers.Optimizer,
+            batching: Batching, checkpoint_dir: str, load_chunk: Callable[[int], dict], score: Callable[[Any], tuple],
+            epochs: int, patience: int, num_chunks: int = 1, rule: StoppingRule = StoppingRule(),
+            cross_chunk: bool = False, carried=None, stream: int = 0) -> PhaseResult:
+        """Trains `model` on `variables` over `num_chunks` chunks (`load_chunk(i)` gives a dict whose "train"
+        arrays are trained on; `score(chunk)` gives (higher-is-better score, metrics)) with early stopping and
+        a checkpoint after every epoch; leaves the model holding the phase's final weights."""
+        loop.build_optimizer(optimizer, variables, self.strategy)
+        model.configure(optimizer=optimizer, variables=variables, global_batch_size=batching.global_batch_size,
+                        jit_compile=self.jit_compile)
+        step = loop.Step(self.strategy, model)
+        weights = model.model
+
+        def train_epoch(chunk_data, chunk, epoch):
+            seed = unit_seed(self.seed, stream, chunk, epoch)
+            reseed_dropout(weights, seed)
+            ds = loop.distribute(self.strategy, batching.dataset(chunk_data["train"], seed))
+            return loop.run_epoch(step, ds, description=f"{name} chunk {chunk} epoch {epoch + 1}",
+                                  log_every=self.log_every)
+
+        return run_phase(name, model=weights, checkpoint=PhaseCheckpoint(checkpoint_dir, weights, optimizer),
+                         num_chunks=num_chunks, load_chunk=load_chunk, train_epoch=train_epoch, score=score,
+                         epochs=epochs, patience=patience, rule=rule, cross_chunk=cross_chunk, carried=carried)
