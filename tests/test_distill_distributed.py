@@ -76,6 +76,7 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.slow  # test_two_replicas_match_one is the default run's smoke of the distributed path
 def test_two_workers_on_localhost_finish(tiny):
     root, teacher, task = tiny
     ports = _free_ports(2)

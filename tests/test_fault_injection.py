@@ -234,7 +234,26 @@ def setup(tmp_path_factory, minilm_dir):
     return tiny_setup.make_setup(tmp_path_factory.mktemp("tiny"), minilm_dir)
 
 
+def _smoke_plan() -> list[dict]:
+    """Two kills: during the teacher's weights write and during a stage checkpoint write."""
+    def point(name, folder, base):
+        return {"name": name, "pattern": re.compile(rf"^{folder}\.?{base}(\..*)?$"), "delay": 0.0}
+    return [point("teacher weights", "teacher/", r"teacher\.weights\.h5"),
+            point("stage-3 checkpoint", "checkpoints/", r"stage-3")]
+
+
+def test_sigkill_smoke_two_kills_then_resume_is_bit_identical(setup, tmp_path):
+    """The fast version of the test below, for the default run: two kills, then the same bit-identical check."""
+    _kill_resume_and_compare(setup, tmp_path, _smoke_plan(), min_kills=2, min_during_write=0)
+
+
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(setup, tmp_path):
+    _kill_resume_and_compare(setup, tmp_path, kill_plan(random.Random(SEED)), min_kills=NUM_KILLS,
+                             min_during_write=2)
+
+
+def _kill_resume_and_compare(setup, tmp_path, plan: list[dict], *, min_kills: int, min_during_write: int):
     t0 = time.time()
     args_ref = tiny_setup.distil_args(setup, tmp_path / "uninterrupted", deterministic=True)
     model_dir = tmp_path / "killed"
@@ -243,7 +262,6 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(setup, tmp_path)
     ref_log = open(tmp_path / "uninterrupted.log", "wb")
     ref = subprocess.Popen(tiny_setup.distil_command(args_ref), env=tiny_setup.subprocess_env(),
                            cwd=str(tiny_setup.REPO_ROOT), stdout=ref_log, stderr=subprocess.STDOUT)
-    plan = kill_plan(random.Random(SEED))
     killer = Killer(tiny_setup.distil_command(args), model_dir, tmp_path / "killed.log")
     kills = []
     try:
@@ -265,8 +283,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(setup, tmp_path)
     log = "\n".join(f"  {k['at']} (during a write: {k['during_write']}, {k['files']} files ok)"
                     for k in kills)
     print(f"\n{len(kills)} kills survived in {time.time() - t0:.0f} s:\n{log}")
-    assert len(kills) >= NUM_KILLS, f"the run finished after only {len(kills)} kills:\n{log}"
-    assert sum(k["during_write"] for k in kills) >= 2, f"too few kills during a write:\n{log}"
+    assert len(kills) >= min_kills, f"the run finished after only {len(kills)} kills:\n{log}"
+    assert sum(k["during_write"] for k in kills) >= min_during_write, f"too few kills during a write:\n{log}"
     assert temporaries(model_dir) == [], "leftovers of interrupted writes after the final run"
     check_all_loadable(model_dir)
     for name in COMPARED_FILES:
