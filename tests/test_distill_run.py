@@ -46,17 +46,16 @@ def _end_to_end_config(setup, mode, **overrides):
     return config(task, teacher, root / f"run-{mode}", **values)
 
 
-_FINISHED: dict = {}
-
-
 @pytest.fixture(scope="module")
 def finished_run(setup):
     """A finished run of each mode, made once per module by whichever test asks first."""
+    finished = {}
+
     def get(mode):
-        if mode not in _FINISHED:
+        if mode not in finished:
             run = Distillation(_end_to_end_config(setup, mode))
-            _FINISHED[mode] = (run, run.run())
-        return _FINISHED[mode]
+            finished[mode] = (run, run.run())
+        return finished[mode]
     return get
 
 

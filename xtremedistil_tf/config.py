@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from xtremedistil_tf.strategy import PRECISIONS, STRATEGIES
+from xtremedistil_tf.strategy import PRECISIONS, STRATEGIES, set_up_runtime
 
 
 def option(default, help_text: str):
@@ -42,6 +42,5 @@ class RuntimeConfig:
 
     def set_up(self):
         """Seeds, determinism, precision and strategy; returns (strategy, chief, whether batches may be trimmed)."""
-        from xtremedistil_tf.strategy import set_up_runtime
         return set_up_runtime(seed=self.seed, deterministic=self.deterministic, opt_policy=self.opt_policy,
                               strategy=self.strategy, tpu=self.tpu, fixed_shapes=self.fixed_shapes)

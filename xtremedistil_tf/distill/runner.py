@@ -57,7 +57,6 @@ class Distillation:
         self.replicas = self.strategy.num_replicas_in_sync
         model_dir = c.model_dir if self.chief else tempfile.mkdtemp(prefix="xtremedistil-worker-")
         self.folder = RunFolder(model_dir, chief=self.chief)
-        self.model_dir = model_dir
         self.teacher_dir = (c.teacher_model_dir or os.path.join(c.model_dir, "teacher")) if self.chief \
             else os.path.join(model_dir, "teacher")
         self.trainer = Trainer(self.strategy, seed=c.seed, jit_compile=c.jit_compile, log_every=c.log_every)
@@ -344,7 +343,7 @@ class Distillation:
         """The whole run, resuming from model_dir's state; a finished run only reports its saved metrics."""
         self.setup()
         if self.state.get("finished"):
-            logging.info("%s holds a finished run; nothing to do", self.model_dir)
+            logging.info("%s holds a finished run; nothing to do", self.folder.folder)
             metrics = self.folder.read_metrics()
             outputs.log_summary(metrics)
             return metrics
