@@ -161,6 +161,7 @@ def test_rerun_with_other_flags_is_refused(setup, finished_run):
                             teacher_model_dir=str(root / "teacher-ft"), compress_word_embedding=True)).run()
 
 
+@pytest.mark.slow  # about 2 min; test_fault_injection's SIGKILL smoke keeps resume in the default run
 def test_killed_between_stages_resumes_to_the_same_weights(setup, monkeypatch):
     root, teacher, task = setup
     common = dict(deterministic=True, teacher_model_dir=str(root / "teacher-ft"), distil_epochs=1, ft_epochs=1)

@@ -18,7 +18,8 @@ from xtremedistil_tf.errors import ConfigError
 class DistilConfig(RuntimeConfig):
     """run_distillation.py's flags: the original release's names and meanings first, then ours."""
 
-    NEUTRAL_KEYS = RuntimeConfig.NEUTRAL_KEYS + ("export_saved_model", "export_hf", "keep_checkpoints")
+    NEUTRAL_KEYS = RuntimeConfig.NEUTRAL_KEYS + (
+        "export_saved_model", "export_hf", "keep_checkpoints", "export_encoder")
 
     # --- the original release's flags (same names and meanings)
     task: str = option("", "task folder (train/dev/test.tsv in the original's format), a GLUE folder with "
@@ -61,7 +62,7 @@ class DistilConfig(RuntimeConfig):
     intermediate_size: int = option(0, 'student FFN size; 0: 3072 in faithful mode, 4 x hidden_size otherwise')
     teacher_learning_rate: float = option(3e-5, 'Adam learning rate for teacher fine-tuning')
     student_learning_rate: float = option(0.0, 'Adam learning rate for the student; 0: 3e-5 faithful, 1e-3 from '
-                                               'scratch, 5e-5 from a checkpoint')
+                                               'scratch, 5e-5 from a checkpoint or teacher layers')
     logit_loss: str = option("mse", 'mse (the original) or kl (with --temperature)')
     temperature: float = option(1.0, 'softmax temperature for --logit_loss=kl')
     unfreeze_order: str = option("dense,student", 'faithful mode: order in which the groups dense and student are '
@@ -75,6 +76,28 @@ class DistilConfig(RuntimeConfig):
                                          'batches, as the original')
     export_hf: bool = option(True, 'write a Hugging Face folder of the student')
     export_saved_model: bool = option(True, 'write a TF SavedModel of the student')
+    # --- task transfer and task-agnostic distillation (XtremeDistilTransformers, MiniLM, MiniLMv2)
+    task_agnostic: bool = option(False, "distil on --transfer_file alone (one text a line): no task, no head, no "
+                                        "teacher fine-tuning, the representation stage only; the output is the "
+                                        "student's encoder (model_dir/encoder)")
+    augmentation_file: str = option("", "unlabelled text (one a line) the representation stage also trains on, after "
+                                        "the transfer set (task transfer: the source task plus a general corpus)")
+    relation_loss: str = option("", "self-attention relation loss of the representation stage: minilm (attention "
+                                    "distributions + value relations; equal head counts) or minilmv2 (query, key "
+                                    "and value relations over --relation_heads; any widths and head counts)")
+    relation_heads: int = option(0, "MiniLMv2 relation heads (0: the student's attention heads); must divide the "
+                                    "student's and the teacher's widths")
+    relation_teacher_layer: int = option(0, "the teacher layer the relations come from, 1-based (0: the last; "
+                                            "MiniLMv2 finds an upper-middle layer better for large teachers); the "
+                                            "student's is its last")
+    hidden_loss: bool = option(True, "the representation stage's hidden-state MSE (off: relation or attention "
+                                     "losses alone)")
+    student_init_from_teacher_layers: str = option("", "initialise the student's embeddings and blocks from these "
+                                                       "teacher blocks, 0-based (e.g. 0,2,4, as DistilBERT); needs "
+                                                       "the teacher's width, heads and FFN size")
+    export_encoder: bool = option(False, "also write the student's encoder without a head (the general checkpoint): "
+                                         "model_dir/encoder (Hugging Face BertModel + tokenizer), "
+                                         "encoder_saved_model/ and encoder_keras/; always on with --task_agnostic")
     keep_checkpoints: bool = option(False, "keep every finished stage's checkpoint in model_dir/checkpoints (default: "
                                            'only the last), to inspect or continue from an intermediate stage')
 
@@ -91,7 +114,8 @@ class DistilConfig(RuntimeConfig):
 
     @property
     def kind(self) -> str:
-        """The task's kind from the flags: ner (--do_NER), regression (STS-B) or classification."""
+        """The task's kind from the flags: ner (--do_NER), regression (STS-B) or classification (also the unused
+        head of a task-agnostic run)."""
         if self.do_NER:
             return "ner"
         return "regression" if self.glue_task in ("stsb", "sts-b") else "classification"
@@ -104,13 +128,30 @@ class DistilConfig(RuntimeConfig):
     @property
     def student_lr(self) -> float:
         """The student's learning rate: --student_learning_rate, or when 0 the mode's default (which depends on
-        whether the student starts from a checkpoint)."""
-        return self.student_learning_rate or self.policy.student_learning_rate(bool(self.pt_student_checkpoint))
+        whether the student starts from trained weights: a checkpoint or the teacher's layers)."""
+        pretrained = bool(self.pt_student_checkpoint or self.student_init_from_teacher_layers)
+        return self.student_learning_rate or self.policy.student_learning_rate(pretrained)
 
     @property
     def multi_hidden(self) -> bool:
         """The original forces multi-hidden-state distillation on when attention is distilled."""
         return self.distil_multi_hidden_states or self.distil_attention
+
+    @property
+    def token_representations(self) -> bool:
+        """Hidden states compared token by token (NER, and task-agnostic runs, which have no first-token task)."""
+        return self.do_NER or self.task_agnostic
+
+    @property
+    def init_layers(self) -> tuple[int, ...]:
+        """--student_init_from_teacher_layers as integers."""
+        from xtremedistil_tf.models.transplant import parse_layers
+        return parse_layers(self.student_init_from_teacher_layers)
+
+    @property
+    def writes_encoder(self) -> bool:
+        """Whether the run writes the student's encoder as a general checkpoint."""
+        return self.export_encoder or self.task_agnostic
 
     @property
     def compress(self) -> bool:
@@ -135,8 +176,19 @@ class DistilConfig(RuntimeConfig):
     def validate_flags(self) -> None:
         """Checks that need no file: values, ranges and combinations."""
         problems = []
-        if not self.task:
-            problems.append("--task is required (a task folder, a GLUE folder with --glue_task, or glue/<name>)")
+        if self.task_agnostic:
+            if self.task:
+                problems.append("--task_agnostic distils on --transfer_file alone: drop --task")
+            if not self.transfer_file:
+                problems.append("--task_agnostic needs --transfer_file (the corpus, one text a line)")
+            if self.augmentation_file:
+                problems.append("--augmentation_file is for task transfer; with --task_agnostic put every text in "
+                                "--transfer_file")
+            if self.do_NER or self.do_pairwise or self.glue_task:
+                problems.append("--task_agnostic takes no task flags (--do_NER, --do_pairwise, --glue_task)")
+        elif not self.task:
+            problems.append("--task is required (a task folder, a GLUE folder with --glue_task, or glue/<name>), or "
+                            "--task_agnostic with --transfer_file")
         if not self.model_dir:
             problems.append("--model_dir is required")
         if self.mode not in MODES:
@@ -154,6 +206,24 @@ class DistilConfig(RuntimeConfig):
         problems += self.runtime_problems()
         if self.logit_loss not in ("mse", "kl"):
             problems.append(f"--logit_loss={self.logit_loss!r}: expected mse or kl")
+        if self.relation_loss not in ("", "minilm", "minilmv2"):
+            problems.append(f"--relation_loss={self.relation_loss!r}: expected minilm, minilmv2 or empty")
+        if self.relation_heads < 0 or self.relation_teacher_layer < 0:
+            problems.append("--relation_heads and --relation_teacher_layer must be >= 0 (0: the default)")
+        if not (self.hidden_loss or self.relation_loss or self.distil_attention):
+            problems.append("--nohidden_loss leaves the representation stage without a loss: add --relation_loss "
+                            "or --distil_attention")
+        try:
+            layers = self.init_layers
+        except ConfigError as e:
+            problems.append(f"--student_init_from_teacher_layers: {e}")
+        else:
+            if layers and self.pt_student_checkpoint:
+                problems.append("--student_init_from_teacher_layers and --pt_student_checkpoint both initialise the "
+                                "student: choose one")
+            if layers and len(layers) != self.num_hidden_layers:
+                problems.append(f"--student_init_from_teacher_layers={self.student_init_from_teacher_layers}: "
+                                f"{len(layers)} layers for a student of --num_hidden_layers={self.num_hidden_layers}")
         if self.temperature <= 0:
             problems.append(f"--temperature={self.temperature}: must be positive")
         if sorted(self.unfreeze_order.split(",")) != ["dense", "student"]:
@@ -183,6 +253,26 @@ class DistilConfig(RuntimeConfig):
         if self.multi_hidden and student_layers > teacher_layers:
             problems.append(f"--distil_multi_hidden_states needs a student no deeper than the teacher: student "
                             f"{student_layers} layers, teacher {teacher_layers}")
+        if self.relation_loss == "minilm" and student_heads != teacher_heads:
+            problems.append(f"--relation_loss=minilm needs the same number of attention heads: student "
+                            f"{student_heads}, teacher {teacher_heads} (minilmv2 does not)")
+        if self.relation_loss == "minilmv2":
+            heads = self.relation_heads or student_heads
+            for who, width in (("student", student_hidden), ("teacher", teacher_hidden)):
+                if width % heads:
+                    problems.append(f"--relation_heads={heads} does not divide the {who}'s width {width}")
+        if self.relation_loss and self.relation_teacher_layer > teacher_layers:
+            problems.append(f"--relation_teacher_layer={self.relation_teacher_layer}: the teacher has "
+                            f"{teacher_layers} layers")
+        layers = self.init_layers
+        if layers:
+            if student_hidden != teacher_hidden or student_heads != teacher_heads:
+                problems.append(f"--student_init_from_teacher_layers needs the teacher's width and heads: student "
+                                f"{student_hidden} wide with {student_heads} heads, teacher {teacher_hidden} with "
+                                f"{teacher_heads}")
+            if any(not 0 <= i < teacher_layers for i in layers):
+                problems.append(f"--student_init_from_teacher_layers={self.student_init_from_teacher_layers}: the "
+                                f"teacher has layers 0..{teacher_layers - 1}")
         limit = min(teacher_max_len, student_max_len)
         if self.seq_len > limit:
             problems.append(f"--seq_len={self.seq_len} is beyond the position table "
@@ -194,10 +284,14 @@ class DistilConfig(RuntimeConfig):
         """Checks that need the file system: inputs exist, output folders can be created and written. Raises one
         ConfigError listing every problem."""
         problems = []
-        if self.transfer_file and not os.path.isfile(self.transfer_file):
-            problems.append(f"--transfer_file={self.transfer_file}: no such file")
+        for name in ("transfer_file", "augmentation_file"):
+            value = getattr(self, name)
+            if value and not os.path.isfile(value):
+                problems.append(f"--{name}={value}: no such file")
         is_tfds = self.task.startswith("glue/") and not os.path.exists(self.task)
-        if not is_tfds and not os.path.isdir(self.task):
+        if self.task_agnostic:
+            pass
+        elif not is_tfds and not os.path.isdir(self.task):
             problems.append(f"--task={self.task}: no such folder")
         elif not is_tfds and not self.glue_task and not os.path.isfile(os.path.join(self.task, "train.tsv")):
             problems.append(f"--task={self.task}: no train.tsv in the task folder")

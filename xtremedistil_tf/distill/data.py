@@ -29,11 +29,11 @@ def transfer_line(example: Example) -> str:
 
 
 class DistillationData:
-    """Featurized train/dev/test arrays and the chunked transfer set of one run.
+    """Featurized train/dev/test arrays, the chunked transfer set and the optional augmentation corpus of one run.
 
     Args:
       config: the run's configuration (task, seq_len, transfer file, chunk size, seed, mode).
-      task: the loaded task (`TaskSplits`).
+      task: the loaded task (`TaskSplits`); None for a task-agnostic run (the transfer set alone).
       tokenizer: the teacher's tokenizer, which feeds every model.
       folder: the run folder (`RunFolder`), for the transfer cache.
     """
@@ -42,8 +42,8 @@ class DistillationData:
         c, policy = config, config.policy
         self.config = config
         self.task = task
-        self.kind = task.kind
-        self.label_names = task.label_names
+        self.kind = task.kind if task is not None else c.kind
+        self.label_names = task.label_names if task is not None else None
         feat_kwargs = {}
         if self.kind == "ner" and policy.ner_x_labels:
             self.label_names, feat_kwargs = x_subword_labels(task.label_names, tokenizer)
@@ -51,7 +51,7 @@ class DistillationData:
         self.featurizer = Featurizer(tokenizer, c.seq_len, pad_to=policy.pad_to(self.kind), **feat_kwargs)
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
         for split in ("train", "dev", "test"):
-            if task.labelled(split):
+            if task is not None and task.labelled(split):
                 arrays = self.featurizer.encode(task.splits[split], name=split)
                 if policy.shuffle_rows:
                     order = shuffled_row_order(len(arrays["input_ids"]), c.seed)
@@ -67,12 +67,21 @@ class DistillationData:
                             len(task.splits["train"]))
             if folder.chief and not os.path.isfile(transfer_file):
                 io.write_text(transfer_file, "".join(transfer_line(e) for e in task.splits["train"].examples))
+        pairwise = task is not None and task.pairwise
         self.transfer = TransferCache(folder.path("transfer_cache"), transfer_file, self.featurizer, kind=self.kind,
-                                      pairwise=task.pairwise)
+                                      pairwise=pairwise)
         self.num_chunks = self.transfer.num_chunks(c.distil_chunk_size)
         logging.info("transfer set: %d examples in %d chunk(s) of at most %d%s", self.transfer.num_examples,
                      self.num_chunks, c.distil_chunk_size,
                      f", rows shuffled with seed {c.seed}" if policy.shuffle_rows else "")
+        self.augmentation = None
+        if c.augmentation_file:
+            # One text a line, whatever the task: a pair task's model also reads single texts.
+            self.augmentation = TransferCache(folder.path("augmentation_cache"), c.augmentation_file,
+                                              self.featurizer, kind=self.kind, pairwise=False)
+            logging.info("augmentation corpus: %d examples in %d chunk(s), after the transfer set in the "
+                         "representation stage", self.augmentation.num_examples,
+                         self.augmentation.num_chunks(c.distil_chunk_size))
 
     @property
     def row_order(self) -> str:
@@ -88,3 +97,16 @@ class DistillationData:
             return self.transfer.load_chunk(index, size)
         order = shuffled_row_order(self.transfer.num_examples, self.config.seed)
         return self.transfer.load_rows(order[index * size:(index + 1) * size])
+
+    @property
+    def num_representation_chunks(self) -> int:
+        """Chunks of the representation stage: the transfer set's, then the augmentation corpus's."""
+        extra = self.augmentation.num_chunks(self.config.distil_chunk_size) if self.augmentation else 0
+        return self.num_chunks + extra
+
+    def representation_chunk(self, index: int) -> dict[str, np.ndarray]:
+        """Chunk `index` of the representation stage: a transfer chunk, then augmentation chunks (in file order,
+        shuffled within each epoch by the trainer)."""
+        if index < self.num_chunks:
+            return self.transfer_chunk(index)
+        return self.augmentation.load_chunk(index - self.num_chunks, self.config.distil_chunk_size)

@@ -10,8 +10,8 @@ from xtremedistil_tf.train.trainer import LossModel, model_inputs
 class Distiller(LossModel):
     """Trains `student` on the sum of a stage's loss objects.
 
-    The forward pass produces what the losses need: the student's projected representations and attention maps
-    when a loss reads them, and the teacher's own forward pass (inference mode, no gradient) only when a loss
+    The forward pass produces what the losses need: the student's projected representations, attention maps and
+    query/key/value projections when a loss reads them, and the teacher's own forward pass (inference mode, no gradient) only when a loss
     reads the teacher online; logit losses read the teacher's cached outputs from the batch (`t_logits`).
 
     Args:
@@ -36,10 +36,10 @@ class Distiller(LossModel):
         cached teacher logits never runs the teacher."""
         needs = self.needs
         inputs = model_inputs(batch)
-        attentions = "attentions" in needs
+        extra = {"output_attentions": "attentions" in needs, "output_qkv": "qkv" in needs}
         if "representations" in needs:
-            outputs = self.student(inputs, training=training, with_representations=True, output_attentions=attentions)
+            outputs = self.student(inputs, training=training, with_representations=True, **extra)
         else:
-            outputs = self.student(inputs, training=training)
-        teacher = self.teacher(inputs, training=False, output_attentions=attentions) if "teacher" in needs else None
+            outputs = self.student(inputs, training=training, **extra)
+        teacher = self.teacher(inputs, training=False, **extra) if "teacher" in needs else None
         return outputs, teacher

@@ -46,6 +46,7 @@ class RepresentationLoss(Loss):
     def __init__(self, *, online: bool, token_level: bool):
         self.online = online
         self.token_level = token_level
+        self.reads_cache = not online
         self.needs = frozenset({"representations"} | ({"teacher"} if online else set()))
 
     def __call__(self, outputs, teacher, batch, mask):
@@ -77,12 +78,16 @@ class AttentionLoss(Loss):
 class LogitsMSE(Loss):
     """MSE between the student's logits and the teacher's cached logits `t_logits` (the original's loss)."""
 
+    reads_cache = True
+
     def __call__(self, outputs, teacher, batch, mask):
         return mse(outputs["logits"], batch["t_logits"], mask)
 
 
 class LogitsKL(Loss):
     """KL between temperature-softened teacher and student distributions, scaled by T^2."""
+
+    reads_cache = True
 
     def __init__(self, temperature: float = 1.0):
         self.temperature = temperature

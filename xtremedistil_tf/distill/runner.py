@@ -20,7 +20,7 @@ from xtremedistil_tf.distill import outputs
 from xtremedistil_tf.distill.config import DistilConfig
 from xtremedistil_tf.distill.data import DistillationData, split_tail
 from xtremedistil_tf.distill.distiller import Distiller
-from xtremedistil_tf.distill.plan import Stage, build_plan, stage_losses
+from xtremedistil_tf.distill.plan import Stage, build_plan, relation_loss, stage_losses
 from xtremedistil_tf.distill.run_folder import RunFolder
 from xtremedistil_tf.distill.student import build_student
 from xtremedistil_tf.distill.teacher import (TEACHER_CONFIG, TEACHER_WEIGHTS, TeacherOutputCache, TeacherOutputs,
@@ -132,13 +132,14 @@ class Distillation:
         if getattr(self, "_student_vocab", None) is not None:
             check_vocabulary(self.tokenizer, self._student_vocab, where=c.pt_student_checkpoint,
                              model="this student checkpoint (fed by the teacher's tokenizer)")
-        self.task = load_task(c.task, do_NER=c.do_NER, do_pairwise=c.do_pairwise, glue_task=c.glue_task)
+        self.task = None if c.task_agnostic else load_task(c.task, do_NER=c.do_NER, do_pairwise=c.do_pairwise,
+                                                           glue_task=c.glue_task)
         self.data = DistillationData(c, self.task, self.tokenizer, self.folder)
-        self.kind = self.task.kind
+        self.kind = self.data.kind
         self.label_names = self.data.label_names
         self.arrays = self.data.arrays
         self.num_chunks = self.data.num_chunks
-        self.token_mask = self.kind == "ner" and self.policy.mask_padding
+        self.token_mask = c.token_representations and self.policy.mask_padding
 
     def gbs(self, per_replica: int) -> int:
         """The global batch size: the flags give per-replica sizes, as the original's batch_size x GPUs."""
@@ -154,6 +155,8 @@ class Distillation:
         """Reloads the saved teacher, or builds it and fine-tunes it (or takes the checkpoint's head with
         --teacher_is_finetuned) and saves it; then scores it on dev/test once, for the report."""
         c = self.config
+        if c.task_agnostic:
+            return self._prepare_pretrained_teacher()
         with self.strategy.scope():
             if has_saved_teacher(self.teacher_dir):
                 logging.info("loading the fine-tuned teacher from %s", self.teacher_dir)
@@ -184,6 +187,16 @@ class Distillation:
             self._save_state()
         logging.info("teacher: %s", self.state["teacher"])
 
+    def _prepare_pretrained_teacher(self):
+        """A task-agnostic run's teacher: the checkpoint as it is (its head, never trained, is not used)."""
+        c = self.config
+        with self.strategy.scope():
+            self.teacher, _ = build_teacher(c.pt_teacher_checkpoint, num_labels=1, kind="classification",
+                                            first_token_head=self.policy.teacher_first_token_head)
+        self.teacher_word_embeddings = self.teacher.encoder.embeddings.word_embeddings.embeddings.numpy()
+        self._validate_teacher(self.teacher.encoder)
+        self.state["teacher"] = self.state.get("teacher") or {}
+
     def _fine_tune_teacher(self):
         c, teacher = self.config, self.teacher
         variables = teacher.trainable_variables
@@ -202,13 +215,15 @@ class Distillation:
         """Transfer chunk `index` with the teacher's logits (and first-token representation), cached."""
         return self._teacher_outputs.for_chunk(index, self.data.transfer_chunk(index))
 
-    def _teacher_outputs_key(self) -> dict:
+    def _teacher_outputs_key(self, with_representation: bool = True) -> dict:
         """What cached teacher outputs depend on: the teacher's weights, the transfer set's content (the transfer
-        cache's key: file fingerprint, tokenizer, seq_len), the row order and the chunking."""
+        cache's key: file fingerprint, tokenizer, seq_len), the row order, the chunking and whether the first-token
+        representation is stored."""
         c = self.config
         return {"teacher": weights_id(os.path.join(self.teacher_dir, TEACHER_WEIGHTS)) if self.chief else "worker",
                 "transfer": self.data.transfer.manifest["key"], "rows": self.data.row_order,
-                "chunk_size": c.distil_chunk_size, "multi_hidden": c.multi_hidden}
+                "chunk_size": c.distil_chunk_size, "multi_hidden": c.multi_hidden,
+                "rep_0": with_representation}
 
     # ------------------------------------------------------------------------------------------------ evaluation
     def _predict(self, fn, arrays, token_outputs=()):
@@ -245,27 +260,39 @@ class Distillation:
     def prepare_student(self):
         """The teacher-output cache, the student and the stage plan (after prepare_teacher)."""
         c = self.config
-        self.teacher_cache = TeacherOutputCache(self._path("teacher_outputs"), self._teacher_outputs_key())
-        self._teacher_outputs = TeacherOutputs(
-            self.teacher, self.teacher_cache, self._predict, with_representation=self.kind != "ner" and not c.multi_hidden,
-            token_level=self.kind == "ner")
         num_labels = len(self.label_names) if self.label_names else 1
         with self.strategy.scope():
             self.student = build_student(c, vocab_size=len(self.tokenizer), num_labels=num_labels,
                                          teacher_hidden_size=self.teacher.encoder.hidden_size,
                                          teacher_word_embeddings=self.teacher_word_embeddings,
-                                         pad_token_id=self.tokenizer.pad_token_id or 0)
+                                         pad_token_id=self.tokenizer.pad_token_id or 0,
+                                         teacher_encoder=self.teacher.encoder)
         if c.pt_student_checkpoint:  # the teacher's tokenizer feeds the student too
             check_vocabulary(self.tokenizer, self.student.encoder.vocab_size, where=c.pt_student_checkpoint,
                              model="this student checkpoint (fed by the teacher's tokenizer)")
         has_projection = bool(self.student.projections)
         groups = self.policy.unfreeze_groups(num_layers=self.student.encoder.num_layers,
                                              has_projection=has_projection, unfreeze_order=c.unfreeze_order)
-        self.plan = build_plan(groups, has_projection=has_projection, losses=stage_losses(
-            kind=self.kind, multi_hidden=c.multi_hidden, distil_attention=c.distil_attention,
-            logit_loss=c.logit_loss, temperature=c.temperature))
+        relation = relation_loss(c.relation_loss, relation_heads=c.relation_heads or self.student.encoder.num_heads,
+                                 teacher_layer=c.relation_teacher_layer)
+        self.plan = build_plan(groups, has_projection=has_projection, representation_only=c.task_agnostic,
+                               losses=stage_losses(kind=self.kind, multi_hidden=c.multi_hidden,
+                                                   distil_attention=c.distil_attention, logit_loss=c.logit_loss,
+                                                   temperature=c.temperature, token_level=c.token_representations,
+                                                   hidden_loss=c.hidden_loss, relation=relation,
+                                                   online=self.data.augmentation is not None))
         logging.info("stage plan (%s mode):\n%s", self.policy.name,
                      "\n".join("  " + s.describe() for s in self.plan))
+        # The representation stage reads the teacher's first-token representation from the cache unless it runs
+        # the teacher on every batch.
+        with_representation = self.plan[0].reads_teacher_cache
+        self.teacher_cache = self._teacher_outputs = None
+        if any(stage.reads_teacher_cache for stage in self.plan):  # not in a task-agnostic run
+            self.teacher_cache = TeacherOutputCache(self._path("teacher_outputs"),
+                                                    self._teacher_outputs_key(with_representation))
+            self._teacher_outputs = TeacherOutputs(self.teacher, self.teacher_cache, self._predict,
+                                                   with_representation=with_representation,
+                                                   token_level=self.kind == "ner")
 
     def stage_variables(self, stage: Stage) -> list:
         """The student variables the stage trains: its groups' variables, each once (frozen word embeddings left
@@ -311,16 +338,19 @@ class Distillation:
                                       score=lambda _: self._dev_score(student), epochs=c.ft_epochs, **common)
             return result, pending[str(stage.index)], self.eval_loss(distiller, sample)
 
-        # Distillation on the transfer set, chunk by chunk; validated on the dev score (logit stages, where the
-        # policy says so) or on the chunk's last 10% (teacher agreement).
+        # Distillation on the transfer set (and the augmentation corpus), chunk by chunk; validated on the dev
+        # score (logit stages, where the policy says so) or on the chunk's last 10% (teacher agreement).
         use_dev = stage.loss == "logits" and self.policy.logits_validated_on_dev
+        # With an augmentation corpus the chunks come from different texts, whose losses do not compare: every
+        # chunk is scored on one validation set (the tails of the first transfer and corpus chunks).
+        fixed_val = self._mixed_validation() if (stage.loss == "representation" and self.data.augmentation) else None
 
         def load_chunk(index):
-            data = self.teacher_outputs(index)
+            data = self.stage_chunk(stage, index)
             if use_dev:
                 return {"train": data, "val": None}
             train, val = split_tail(data)
-            return {"train": train, "val": val}
+            return {"train": train, "val": val if fixed_val is None else fixed_val}
 
         def score(chunk_data):
             if use_dev:
@@ -330,12 +360,31 @@ class Distillation:
 
         result = self.trainer.fit(stage.name, distiller, batching=self.batching(c.student_distil_batch_size),
                                   load_chunk=load_chunk, score=score, epochs=c.distil_epochs,
-                                  num_chunks=self.num_chunks, cross_chunk=True, carried=carried, **common)
+                                  num_chunks=self.num_stage_chunks(stage), cross_chunk=True, carried=carried,
+                                  **common)
         return result, pending[str(stage.index)], self.eval_loss(distiller, sample)
+
+    def _mixed_validation(self) -> dict[str, np.ndarray]:
+        """The held-out tails of the first transfer chunk and the first augmentation chunk, as one set."""
+        parts = [split_tail(self.data.representation_chunk(i))[1] for i in (0, self.num_chunks)]
+        width = max(p["input_ids"].shape[1] for p in parts)
+        return {k: np.concatenate([np.pad(p[k], [(0, 0), (0, width - p[k].shape[1])]) for p in parts])
+                for k in INPUT_NAMES}
+
+    def num_stage_chunks(self, stage: Stage) -> int:
+        """Chunks a distillation stage trains on: the representation stage also reads the augmentation corpus."""
+        return self.data.num_representation_chunks if stage.loss == "representation" else self.num_chunks
+
+    def stage_chunk(self, stage: Stage, index: int) -> dict[str, np.ndarray]:
+        """Chunk `index` of a distillation stage, with the teacher's cached outputs where its losses read them."""
+        if stage.reads_teacher_cache:
+            return self.teacher_outputs(index)
+        return self.data.representation_chunk(index) if stage.loss == "representation" \
+            else self.data.transfer_chunk(index)
 
     def _loss_sample(self, stage: Stage, size: int = 512) -> dict:
         """Up to `size` rows of the stage's own training data, to measure its loss before and after it."""
-        data = self.arrays["train"] if stage.loss == "labels" else self.teacher_outputs(0)
+        data = self.arrays["train"] if stage.loss == "labels" else self.stage_chunk(stage, 0)
         return {k: v[:size] for k, v in data.items()}
 
     # ------------------------------------------------------------------------------------------------ the run
@@ -413,13 +462,20 @@ class Distillation:
         """Restores the selected stage's weights, scores them, writes the outputs and marks the run finished;
         returns the run's metrics."""
         c = self.config
-        self.folder.load_selected(self.student)
+        if self.state.get("selected") is not None:
+            self.folder.load_selected(self.student)
         final = {split: self.evaluate(self.student, split) for split in ("dev", "test") if split in self.arrays}
         metrics = outputs.run_metrics(self.state, final, c.mode)
         if self.chief:
-            outputs.write_outputs(self.folder, self.student, metrics, label_names=self.label_names, kind=self.kind,
-                                  tokenizer=self.tokenizer, export_hf=c.export_hf,
-                                  export_saved_model=c.export_saved_model)
+            if c.task_agnostic:
+                outputs.write_metrics(self.folder, metrics)
+            else:
+                outputs.write_outputs(self.folder, self.student, metrics, label_names=self.label_names,
+                                      kind=self.kind, tokenizer=self.tokenizer, export_hf=c.export_hf,
+                                      export_saved_model=c.export_saved_model)
+            if c.writes_encoder:
+                outputs.write_encoder(self.folder, self.student.encoder, tokenizer=self.tokenizer,
+                                      export_saved_model=c.export_saved_model)
             self.state["finished"] = True
             self._save_state()
         outputs.log_summary(metrics)

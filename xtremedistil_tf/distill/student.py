@@ -22,14 +22,16 @@ _LINEAR_POOLER_SCALE = 1e-4
 @keras.saving.register_keras_serializable(package="xtremedistil_tf")
 class Student(keras.Model):
     """Returns `logits`, the encoder outputs and, with `with_representations`, `representations`: the student's
-    hidden states (top first: the first token for classification, every token for NER) projected to the teacher
-    width."""
+    hidden states (top first: the first token for classification, every token for NER or with
+    `token_representations`) projected to the teacher width."""
 
     def __init__(self, encoder: Encoder, num_labels: int, kind: str, teacher_hidden_size: int,
-                 num_projections: int = 1, projected_head: bool = False, dropout: float = 0.1, **kwargs):
+                 num_projections: int = 1, projected_head: bool = False, dropout: float = 0.1,
+                 token_representations: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.kind = kind
+        self.token_representations = token_representations or kind == "ner"
         self.num_labels = 1 if kind == "regression" else num_labels
         self.teacher_hidden_size = teacher_hidden_size
         self.projected_head = projected_head
@@ -55,7 +57,7 @@ class Student(keras.Model):
         self.built = True
 
     def _rep(self, hidden):
-        return hidden if self.kind == "ner" else hidden[:, 0]
+        return hidden if self.token_representations else hidden[:, 0]
 
     def project(self, i, hidden, training):
         """Hidden state `hidden` (its first token, or every token for NER) through dropout and projection `i`, to the
@@ -63,8 +65,9 @@ class Student(keras.Model):
         x = self.dropouts[i](self._rep(hidden), training=training)
         return self.projections[i](x) if self.projections else x
 
-    def call(self, inputs, training=False, output_attentions=False, with_representations=False):
-        out = dict(self.encoder(inputs, training=training, output_attentions=output_attentions))
+    def call(self, inputs, training=False, output_attentions=False, with_representations=False, output_qkv=False):
+        out = dict(self.encoder(inputs, training=training, output_attentions=output_attentions,
+                                output_qkv=output_qkv))
         hidden = out["hidden_states"]
         reps = []
         if with_representations or self.projected_head:
@@ -84,7 +87,8 @@ class Student(keras.Model):
     def get_config(self):
         return {"name": self.name, "encoder": keras.saving.serialize_keras_object(self.encoder),
                 "num_labels": self.num_labels, "kind": self.kind, "teacher_hidden_size": self.teacher_hidden_size,
-                "num_projections": self.num_projections, "projected_head": self.projected_head, "dropout": self.rate}
+                "num_projections": self.num_projections, "projected_head": self.projected_head, "dropout": self.rate,
+                "token_representations": self.token_representations}
 
     @classmethod
     def from_config(cls, config):
@@ -171,8 +175,10 @@ def pca_compress(matrix: np.ndarray, width: int) -> np.ndarray:
 
 
 def build_student(config, *, vocab_size: int, num_labels: int, teacher_hidden_size: int,
-                  teacher_word_embeddings: np.ndarray | None, pad_token_id: int = 0, dtype=None) -> Student:
-    """The student from flags: from scratch or from pt_student_checkpoint, with compressed word embeddings."""
+                  teacher_word_embeddings: np.ndarray | None, pad_token_id: int = 0, dtype=None,
+                  teacher_encoder: Encoder | None = None) -> Student:
+    """The student from flags: from scratch, from pt_student_checkpoint or from the teacher's layers
+    (`teacher_encoder`, with --student_init_from_teacher_layers), with compressed word embeddings."""
     from xtremedistil_tf.convert.hf import load_hf_encoder
     if config.pt_student_checkpoint:
         encoder = load_hf_encoder(config.pt_student_checkpoint, name="student", dtype=dtype).encoder
@@ -181,17 +187,27 @@ def build_student(config, *, vocab_size: int, num_labels: int, teacher_hidden_si
             raise ConfigError(f"--pt_student_checkpoint={config.pt_student_checkpoint}: the student must be a BERT "
                               f"model, found {encoder.architecture}")
     else:
+        shape = dict(intermediate_size=config.student_intermediate_size, hidden_act="gelu",
+                     max_position_embeddings=512, type_vocab_size=2)
+        if config.init_layers:  # the teacher's blocks bring their FFN size, activation and position table
+            t = teacher_encoder
+            shape = dict(intermediate_size=config.intermediate_size or t.intermediate_size, hidden_act=t.hidden_act,
+                         max_position_embeddings=t.max_position_embeddings, type_vocab_size=t.type_vocab_size)
         encoder = Encoder(vocab_size=vocab_size, hidden_size=config.hidden_size,
                           num_layers=config.num_hidden_layers, num_heads=config.num_attention_heads,
-                          intermediate_size=config.student_intermediate_size, hidden_act="gelu",
-                          max_position_embeddings=512, type_vocab_size=2, pad_token_id=pad_token_id,
-                          dropout=config.student_dropout, attention_dropout=config.student_dropout,
-                          use_pooler=True, name="student", dtype=dtype)
+                          pad_token_id=pad_token_id, dropout=config.student_dropout,
+                          attention_dropout=config.student_dropout, use_pooler=True, name="student", dtype=dtype,
+                          **shape)
         encoder.build()
+        if config.init_layers:
+            from xtremedistil_tf.models.transplant import copy_teacher_layers
+            copy_teacher_layers(encoder, teacher_encoder, config.init_layers)
+            logging.info("student initialised from the teacher's embeddings and layers %s",
+                         ",".join(map(str, config.init_layers)))
     num_projections = encoder.num_layers + 1 if config.multi_hidden else 1
     student = Student(encoder, num_labels, config.kind, teacher_hidden_size, num_projections=num_projections,
                       projected_head=config.policy.student_projected_head, dropout=config.student_dropout, name="student_model",
-                      dtype=dtype)
+                      token_representations=config.token_representations, dtype=dtype)
     student.build()
     if config.compress and teacher_word_embeddings is not None:
         width = encoder.embedding_size

@@ -22,7 +22,8 @@ class Encoder(keras.Model):
 
     Returns a dict: `sequence_output` [B, T, H]; `pooled_output` [B, H] when `use_pooler`; `hidden_states`, a list
     of num_layers + 1 tensors (embeddings, then each block); and `attentions`, a list of [B, heads, T, T]
-    probabilities, when called with `output_attentions=True`.
+    probabilities, when called with `output_attentions=True`; `qkv`, a list of each block's (query, key, value)
+    [B, T, H] before the head split, with `output_qkv=True` (for self-attention relation losses).
     """
 
     def __init__(self, vocab_size=30522, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072,
@@ -79,7 +80,7 @@ class Encoder(keras.Model):
             self.pooler.build((None, self.hidden_size))
         self.built = True
 
-    def call(self, inputs, training=False, output_attentions=False):
+    def call(self, inputs, training=False, output_attentions=False, output_qkv=False):
         input_ids = tf.cast(inputs["input_ids"], "int32")
         mask = inputs.get("attention_mask")
         mask = tf.ones_like(input_ids) if mask is None else tf.cast(mask, "int32")
@@ -90,16 +91,21 @@ class Encoder(keras.Model):
         mask_bias = (1.0 - tf.cast(mask, "float32"))[:, tf.newaxis, tf.newaxis, :] * -1e9
 
         x = self.embeddings(input_ids, token_type_ids, training=training)
-        hidden_states, attentions = [x], []
+        hidden_states, attentions, qkv = [x], [], []
         for block in self.transformer_layers:
-            x, probs = block(x, mask_bias, training=training)
+            out = block(x, mask_bias, training=training, return_qkv=output_qkv)
+            x, probs = out[0], out[1]
             hidden_states.append(x)
             attentions.append(probs)
+            if output_qkv:
+                qkv.append(out[2])
         outputs = {"sequence_output": x, "hidden_states": hidden_states}
         if self.pooler is not None:
             outputs["pooled_output"] = self.pooler(x[:, 0])
         if output_attentions:
             outputs["attentions"] = attentions
+        if output_qkv:
+            outputs["qkv"] = qkv
         return outputs
 
     def dummy_inputs(self, batch_size=1, seq_len=8):

@@ -115,8 +115,9 @@ class TaskModel(keras.Model):
         self.head.build()
         self.built = True
 
-    def call(self, inputs, training=False, output_attentions=False):
-        outputs = dict(self.encoder(inputs, training=training, output_attentions=output_attentions))
+    def call(self, inputs, training=False, output_attentions=False, output_qkv=False):
+        outputs = dict(self.encoder(inputs, training=training, output_attentions=output_attentions,
+                                    output_qkv=output_qkv))
         outputs["logits"] = self.head(outputs, training=training)
         return outputs
 

@@ -154,18 +154,22 @@ class SelfAttention(keras.layers.Layer):
     def _split(self, x, b, t):
         return tf.transpose(tf.reshape(x, [b, t, self.num_heads, self.head_size]), [0, 2, 1, 3])
 
-    def call(self, x, mask_bias, training=False):
+    def call(self, x, mask_bias, training=False, return_qkv=False):
+        """(context, attention probabilities), plus (query, key, value) [B, T, H] before the head split when
+        `return_qkv` (for self-attention relation losses)."""
         # Batch and length are read from the layer's input, not from the Dense outputs: tf2onnx rewrites a Dense on
         # a 3-D input into a 2-D MatMul and then feeds the Shape of the 2-D tensor to these Reshapes, which
         # ONNX Runtime rejects at run time (input [B*T, H] cannot be reshaped to [B*T, H, heads, size]).
         b, t = tf.shape(x)[0], tf.shape(x)[1]
-        q, k, v = (self._split(self.query(x), b, t), self._split(self.key(x), b, t),
-                   self._split(self.value(x), b, t))
+        q_in, k_in, v_in = self.query(x), self.key(x), self.value(x)
+        q, k, v = self._split(q_in, b, t), self._split(k_in, b, t), self._split(v_in, b, t)
         scores = tf.matmul(q, k, transpose_b=True)
         scores = tf.cast(scores, "float32") * (1.0 / math.sqrt(self.head_size)) + tf.cast(mask_bias, "float32")
         probs = tf.nn.softmax(scores, axis=-1)
         context = tf.matmul(self.dropout(tf.cast(probs, v.dtype), training=training), v)
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [b, t, self.hidden_size])
+        if return_qkv:
+            return context, probs, (q_in, k_in, v_in)
         return context, probs
 
     def get_config(self):
@@ -216,14 +220,17 @@ class TransformerBlock(keras.layers.Layer):
         self.output_layer_norm.build(shape)
         super().build(input_shape)
 
-    def call(self, x, mask_bias, training=False):
+    def call(self, x, mask_bias, training=False, return_qkv=False):
+        """(output, attention probabilities), plus the attention's (query, key, value) when `return_qkv`."""
         x = tf.cast(x, self.compute_dtype)  # inputs are not autocast here (see __init__); the residuals need it
-        context, probs = self.attention(x, mask_bias, training=training)
+        attended = self.attention(x, mask_bias, training=training, return_qkv=return_qkv)
+        context, probs = attended[0], attended[1]
         attn = self.dropout(self.attention_output(context), training=training)
         x = self.attention_layer_norm(x + attn)
         h = self.activation(self.intermediate(x))
         h = self.dropout(self.output_dense(h), training=training)
-        return self.output_layer_norm(x + h), probs
+        out = self.output_layer_norm(x + h)
+        return (out, probs, attended[2]) if return_qkv else (out, probs)
 
     def get_config(self):
         """Constructor arguments (with Keras' `name`, `trainable` and dtype policy)."""

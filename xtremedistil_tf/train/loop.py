@@ -193,9 +193,13 @@ def _compiled_predict(strategy, fn):
     """One tf.function per (fn, strategy), so repeated evaluations reuse the trace instead of retracing."""
     per_fn = _PREDICT_CACHE.setdefault(fn, {})
     if id(strategy) not in per_fn:
+        # The compiled function holds `fn` weakly: a strong reference would keep the cache's key, and with it the
+        # model `fn` closes over, alive for ever (a leak of one model per run_glue cell in a long process).
+        fn_ref = weakref.ref(fn)
+
         @tf.function(reduce_retracing=True)
         def run(batch):
-            out = strategy.run(fn, args=(batch,))
+            out = strategy.run(fn_ref(), args=(batch,))
             return {k: strategy.gather(v, axis=0) for k, v in out.items()}
         per_fn[id(strategy)] = run
     return per_fn[id(strategy)]

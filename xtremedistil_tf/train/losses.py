@@ -51,9 +51,11 @@ def label_loss(kind: str, logits, labels, mask=None):
 
 class Loss:
     """A per-example loss term. `needs` names what the forward pass must produce for it (`representations`,
-    `attentions`, `teacher`); `__call__(outputs, teacher, batch, mask)` returns a [batch] tensor."""
+    `attentions`, `qkv`, `teacher`); `reads_cache` says it reads teacher outputs cached in the batch (`t_*`);
+    `__call__(outputs, teacher, batch, mask)` returns a [batch] tensor."""
 
     needs: frozenset = frozenset()
+    reads_cache: bool = False
 
     def __call__(self, outputs: dict, teacher: dict | None, batch: dict, mask):
         raise NotImplementedError

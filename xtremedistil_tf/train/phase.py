@@ -14,6 +14,7 @@ import math
 import time
 from typing import Any, Callable
 
+import numpy as np
 from absl import logging
 
 from xtremedistil_tf.train.checkpoint import PhaseCheckpoint, get_weights, set_weights
@@ -46,6 +47,14 @@ class PhaseResult:
     history: list[dict]
     best_weights: list | None
     wall_time: float
+
+
+def _size(data) -> dict:
+    """Training examples and real (unpadded) tokens of a chunk, so the history gives examples and tokens a second."""
+    train = data.get("train") if isinstance(data, dict) else None
+    if not isinstance(train, dict) or "attention_mask" not in train:
+        return {}
+    return {"examples": int(len(train["attention_mask"])), "tokens": int(np.sum(train["attention_mask"]))}
 
 
 def _finite(x: float) -> float | None:
@@ -85,7 +94,7 @@ def run_phase(name: str, *, model, checkpoint: PhaseCheckpoint, num_chunks: int,
             loss = train_epoch(data, chunk, epoch)
             value, metrics = score(data)
             state["history"].append({"chunk": chunk, "epoch": epoch, "loss": loss, "score": value,
-                                     "seconds": round(time.time() - t0, 3), **metrics})
+                                     "seconds": round(time.time() - t0, 3), **_size(data), **metrics})
             logging.info("%s chunk %d epoch %d: train loss %.5f, score %.5f %s", name, chunk, epoch + 1, loss,
                          value, " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
             state["last_score"] = value
