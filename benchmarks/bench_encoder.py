@@ -94,15 +94,18 @@ def build_ours(shape: dict, batch: int, seq: int, vocab: int, precision: str = "
     import tensorflow as tf
 
     from xtremedistil_tf.models.encoder import Encoder
+    from xtremedistil_tf.models.heads import TaskModel
     from xtremedistil_tf.strategy import set_precision
     from xtremedistil_tf.train import loop
+    from xtremedistil_tf.train.losses import LabelLoss
+    from xtremedistil_tf.train.trainer import LossModel
 
     keras.utils.set_random_seed(0)
     set_precision("mixed_bfloat16" if precision == "bfloat16" else "float32")
     enc = Encoder(vocab_size=vocab, **shape, name="encoder")
     enc.build()
-    head = keras.layers.Dense(2, name="classifier")
-    head.build((None, shape["hidden_size"]))
+    model = TaskModel(enc, num_labels=2, kind="classification")
+    model.build()
     rng = np.random.default_rng(0)
     inputs = {"input_ids": tf.constant(rng.integers(1000, vocab, (batch, seq)), tf.int32),
               "attention_mask": tf.ones((batch, seq), tf.int32),
@@ -113,22 +116,22 @@ def build_ours(shape: dict, batch: int, seq: int, vocab: int, precision: str = "
         out = enc(x, training=False)
         return out["sequence_output"], out["pooled_output"]
 
-    def loss_fn(b, training):
-        out = enc({k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids")}, training=training)
-        logits = tf.cast(head(out["pooled_output"]), tf.float32)
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=b["labels"], logits=logits)
-
-    variables = enc.trainable_variables + head.trainable_variables
     strategy = tf.distribute.get_strategy()
-    optimizer = loop.make_optimizer(1e-4, epsilon=1e-8, weight_decay=0.01)
-    loop.build_optimizer(optimizer, variables, strategy)
+
+    def train_step(jit_compile):
+        # The library's training path: a LossModel's train_step under loop.Step (AdamW, one label loss).
+        optimizer = loop.make_optimizer(1e-4, epsilon=1e-8, weight_decay=0.01)
+        loss_model = LossModel(model, [LabelLoss("classification")])
+        loop.build_optimizer(optimizer, model.trainable_variables, strategy)
+        loss_model.configure(optimizer=optimizer, variables=model.trainable_variables, global_batch_size=batch,
+                             jit_compile=jit_compile)
+        return loop.Step(strategy, loss_model)
+
     fns = {
         ("ours_graph", "forward"): (tf.function(fwd), inputs),
         ("ours_xla", "forward"): (tf.function(fwd, jit_compile=True), inputs),
-        ("ours_graph", "train"): (loop.Step(strategy, loss_fn, variables, optimizer, batch, jit_compile=False),
-                                  batch_with_labels),
-        ("ours_xla", "train"): (loop.Step(strategy, loss_fn, variables, optimizer, batch, jit_compile=True),
-                                batch_with_labels),
+        ("ours_graph", "train"): (train_step(False), batch_with_labels),
+        ("ours_xla", "train"): (train_step(True), batch_with_labels),
     }
 
     def runner(fn, x):
@@ -281,8 +284,9 @@ def main() -> int:
     p.add_argument("--vocab", type=int, default=30522)
     p.add_argument("--repeats", type=int, default=7, help="timed repeats per phase at the MiniLM shape")
     p.add_argument("--repeats_large", type=int, default=3, help="timed repeats per phase at the BERT-base shape")
-    p.add_argument("--threads", type=int, default=0,
-                   help="threads for both frameworks (TF intra-op and inter-op, torch); 0: leave the defaults")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 0,
+                   help="threads for both frameworks (TF intra-op and inter-op, torch; default: the machine's "
+                        "cores); 0: leave each framework's default")
     p.add_argument("--omp_passive", action="store_true",
                    help="OMP_WAIT_POLICY=PASSIVE for torch's OpenMP threads (steadier on a busy machine)")
     p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",

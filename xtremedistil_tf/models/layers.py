@@ -47,6 +47,18 @@ def _init(stddev: float):
     return keras.initializers.TruncatedNormal(stddev=stddev)
 
 
+def dense_2d(dense: keras.layers.Dense, x, activation=None):
+    """`dense` applied to a [N, in] tensor as MatMul + BiasAdd (+ activation) in the layer's compute dtype.
+
+    Written out because Keras' Dense adds its bias with AddV2, a form TF's graph remapper does not fuse into the
+    matmul; the variables stay the Dense layer's, so weight names and checkpoints do not change."""
+    dtype = dense.compute_dtype
+    y = tf.matmul(tf.cast(x, dtype), tf.cast(dense.kernel, dtype))
+    if dense.bias is not None:
+        y = tf.nn.bias_add(y, tf.cast(dense.bias, dtype))
+    return activation(y) if activation is not None else y
+
+
 @keras.saving.register_keras_serializable(package="xtremedistil_tf")
 class Embeddings(keras.layers.Layer):
     """Word + position (+ token type) embeddings, LayerNorm, dropout, and an optional projection (ELECTRA).
@@ -148,7 +160,7 @@ class SelfAttention(keras.layers.Layer):
 
     def build(self, input_shape):
         for dense in (self.query, self.key, self.value):
-            dense.build((None, None, self.hidden_size))
+            dense.build((None, self.hidden_size))
         super().build(input_shape)
 
     def _split(self, x, b, t):
@@ -156,20 +168,23 @@ class SelfAttention(keras.layers.Layer):
 
     def call(self, x, mask_bias, training=False, return_qkv=False):
         """(context, attention probabilities), plus (query, key, value) [B, T, H] before the head split when
-        `return_qkv` (for self-attention relation losses)."""
-        # Batch and length are read from the layer's input, not from the Dense outputs: tf2onnx rewrites a Dense on
-        # a 3-D input into a 2-D MatMul and then feeds the Shape of the 2-D tensor to these Reshapes, which
-        # ONNX Runtime rejects at run time (input [B*T, H] cannot be reshaped to [B*T, H, heads, size]).
-        b, t = tf.shape(x)[0], tf.shape(x)[1]
-        q_in, k_in, v_in = self.query(x), self.key(x), self.value(x)
+        `return_qkv` (for self-attention relation losses). `x` is [B, T, H] or, inside a block, [B * T, H] with
+        the batch and length given by `mask_bias` ([B, 1, 1, T]); the context has the shape of `x`."""
+        # Batch and length are read from the mask, not from the Dense outputs: tf2onnx rewrites a Dense on a 3-D
+        # input into a 2-D MatMul and then feeds the Shape of the 2-D tensor to these Reshapes, which ONNX Runtime
+        # rejects at run time (input [B*T, H] cannot be reshaped to [B*T, H, heads, size]).
+        b, t = tf.shape(mask_bias)[0], tf.shape(mask_bias)[-1]
+        flat = tf.reshape(x, [-1, self.hidden_size])
+        q_in, k_in, v_in = (dense_2d(d, flat) for d in (self.query, self.key, self.value))
         q, k, v = self._split(q_in, b, t), self._split(k_in, b, t), self._split(v_in, b, t)
         scores = tf.matmul(q, k, transpose_b=True)
         scores = tf.cast(scores, "float32") * (1.0 / math.sqrt(self.head_size)) + tf.cast(mask_bias, "float32")
         probs = tf.nn.softmax(scores, axis=-1)
         context = tf.matmul(self.dropout(tf.cast(probs, v.dtype), training=training), v)
-        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [b, t, self.hidden_size])
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), tf.shape(x))
         if return_qkv:
-            return context, probs, (q_in, k_in, v_in)
+            shape = [b, t, self.hidden_size]
+            return context, probs, tuple(tf.reshape(y, shape) for y in (q_in, k_in, v_in))
         return context, probs
 
     def get_config(self):
@@ -211,25 +226,28 @@ class TransformerBlock(keras.layers.Layer):
         self.intermediate_size = intermediate_size
 
     def build(self, input_shape):
-        shape = (None, None, self.hidden_size)
+        shape = (None, self.hidden_size)  # the block works on [B * T, H] (see call)
         self.attention.build(shape)
         self.attention_output.build(shape)
         self.attention_layer_norm.build(shape)
         self.intermediate.build(shape)
-        self.output_dense.build((None, None, self.intermediate_size))
+        self.output_dense.build((None, self.intermediate_size))
         self.output_layer_norm.build(shape)
         super().build(input_shape)
 
     def call(self, x, mask_bias, training=False, return_qkv=False):
         """(output, attention probabilities), plus the attention's (query, key, value) when `return_qkv`."""
-        x = tf.cast(x, self.compute_dtype)  # inputs are not autocast here (see __init__); the residuals need it
+        shape = tf.shape(x)
+        # [B * T, H] inside the block: every Dense becomes MatMul + BiasAdd (+ activation), which TF's CPU
+        # remapper fuses into one oneDNN call; on 3-D inputs Keras' Dense is Reshape, MatMul, Reshape and AddV2.
+        x = tf.reshape(tf.cast(x, self.compute_dtype), [-1, self.hidden_size])  # not autocast (see __init__)
         attended = self.attention(x, mask_bias, training=training, return_qkv=return_qkv)
         context, probs = attended[0], attended[1]
-        attn = self.dropout(self.attention_output(context), training=training)
+        attn = self.dropout(dense_2d(self.attention_output, context), training=training)
         x = self.attention_layer_norm(x + attn)
-        h = self.activation(self.intermediate(x))
-        h = self.dropout(self.output_dense(h), training=training)
-        out = self.output_layer_norm(x + h)
+        h = dense_2d(self.intermediate, x, self.activation)
+        h = self.dropout(dense_2d(self.output_dense, h), training=training)
+        out = tf.reshape(self.output_layer_norm(x + h), shape)
         return (out, probs, attended[2]) if return_qkv else (out, probs)
 
     def get_config(self):
