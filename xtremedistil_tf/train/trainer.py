@@ -21,6 +21,16 @@ def model_inputs(batch: dict) -> dict:
     return {k: batch[k] for k in INPUT_NAMES}
 
 
+def dense_gradient(gradient):
+    """`gradient` as a dense tensor. An embedding lookup's gradient is an IndexedSlices with one row per token, so a
+    token that occurs twice in a batch has two rows; Keras 3's Adam squares such rows one by one for its second
+    moment (g1² + g2² instead of (g1 + g2)²), unlike PyTorch's and TF 2's own Adam. Summing them first gives the
+    true gradient (Keras densifies it in the update anyway)."""
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.convert_to_tensor(gradient)
+    return gradient
+
+
 class LossModel(keras.Model):
     """`model` trained on the sum of `losses` (loss objects, see `train.losses.Loss`).
 
@@ -89,7 +99,7 @@ class LossModel(keras.Model):
         """One optimizer update of the phase's variables on this replica's share of the batch; returns its loss."""
         loss, grads = self._grads_and_loss(batch)
         # Variables the loss does not reach (a pooler under a first-token head) get no gradient.
-        pairs = [(g, v) for g, v in zip(grads, self.phase_variables) if g is not None]
+        pairs = [(dense_gradient(g), v) for g, v in zip(grads, self.phase_variables) if g is not None]
         self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
         return {"loss": loss}
 

@@ -1,0 +1,54 @@
+"""LossModel's update on repeated tokens: the embedding's Adam step equals PyTorch's."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from xtremedistil_tf.train import loop
+from xtremedistil_tf.train.trainer import LossModel
+
+IDS = np.array([[1, 3, 3, 7], [3, 0, 1, 1]], "int32")  # tokens 1 and 3 repeat, as [CLS], [SEP] and words do
+STEPS = 4
+
+
+def _init():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(10, 4)).astype("float32"), rng.normal(size=(4,)).astype("float32")
+
+
+def _torch_adam(table, w):
+    torch = pytest.importorskip("torch")
+    e, v = torch.nn.Parameter(torch.tensor(table)), torch.nn.Parameter(torch.tensor(w))
+    opt = torch.optim.Adam([e, v], lr=1e-2, eps=1e-7)
+    ids = torch.tensor(IDS, dtype=torch.long)
+    for _ in range(STEPS):
+        opt.zero_grad()
+        per_example = ((torch.nn.functional.embedding(ids, e) @ v - 1.0) ** 2).sum(dim=1)
+        (per_example.sum() / len(IDS)).backward()
+        opt.step()
+    return e.detach().numpy(), v.detach().numpy()
+
+
+def test_adam_update_of_repeated_embedding_rows_matches_pytorch():
+    table, w = _init()
+    embedding = keras.layers.Embedding(10, 4, embeddings_initializer=keras.initializers.Constant(table))
+    embedding.build(None)
+    v = tf.Variable(w)
+    strategy = tf.distribute.get_strategy()
+
+    class Toy(LossModel):
+        def per_example_loss(self, batch, training):
+            return tf.reduce_sum(tf.square(tf.linalg.matvec(embedding(batch["input_ids"]), v) - 1.0), axis=1)
+
+    variables = [embedding.embeddings, v]
+    opt = loop.make_optimizer(1e-2, epsilon=1e-7)
+    loop.build_optimizer(opt, variables, strategy)
+    toy = Toy(keras.layers.Identity())
+    toy.configure(optimizer=opt, variables=variables, global_batch_size=len(IDS))
+    step = loop.Step(strategy, toy)
+    for _ in range(STEPS):
+        step({"input_ids": tf.constant(IDS)})
+    e_ref, v_ref = _torch_adam(table, w)
+    np.testing.assert_allclose(embedding.embeddings.numpy(), e_ref, atol=2e-6)
+    np.testing.assert_allclose(v.numpy(), v_ref, atol=2e-6)
+    assert not np.allclose(embedding.embeddings.numpy(), table)  # the rows did move
