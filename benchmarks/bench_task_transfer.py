@@ -76,14 +76,13 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, RESULTS, command, data_dir, minilm_dir, now
+from _common import REPO, RESULTS, command, data_dir, minilm_dir, now, quiet_tf
 
 TASKS = ("sst2", "cola", "stsb", "qnli", "ner")
 TASK_TITLES = {"sst2": "SST-2", "cola": "CoLA", "stsb": "STS-B", "qnli": "QNLI", "ner": "NER"}
@@ -166,11 +165,8 @@ def resolve_folder(folder: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ data folders
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from xtremedistil_tf import io
+    io.write_text(str(path), text)
 
 
 def _read_rows(path: Path, header: bool) -> tuple[str | None, list[str]]:
@@ -514,9 +510,7 @@ def write_outputs(record: dict, results_dir: Path, name: str) -> tuple[Path, Pat
 
 # ------------------------------------------------------------------------------------------------ TF parts
 def _quiet():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    quiet_tf()
     import logging as py_logging
 
     from absl import logging

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -175,19 +174,9 @@ def build(sources: list[tuple[str, list[str], int]], seed: int = 0) -> tuple[lis
 
 
 def write_lines_atomic(path: str | os.PathLike, lines: list[str]) -> None:
-    """One line a text, UTF-8, written to a temp file in the target folder, then renamed over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for line in lines:
-                f.write(line + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """One line a text, UTF-8, written atomically (the library's temp file + rename)."""
+    from xtremedistil_tf import io
+    io.write_text(os.fspath(path), "".join(line + "\n" for line in lines))
 
 
 def main(argv=None) -> dict:

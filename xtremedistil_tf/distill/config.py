@@ -289,12 +289,11 @@ class DistilConfig(RuntimeConfig):
             if value and not os.path.isfile(value):
                 problems.append(f"--{name}={value}: no such file")
         is_tfds = self.task.startswith("glue/") and not os.path.exists(self.task)
-        if self.task_agnostic:
-            pass
-        elif not is_tfds and not os.path.isdir(self.task):
-            problems.append(f"--task={self.task}: no such folder")
-        elif not is_tfds and not self.glue_task and not os.path.isfile(os.path.join(self.task, "train.tsv")):
-            problems.append(f"--task={self.task}: no train.tsv in the task folder")
+        if not (self.task_agnostic or is_tfds):  # a task-agnostic run has no task
+            if not os.path.isdir(self.task):
+                problems.append(f"--task={self.task}: no such folder")
+            elif not self.glue_task and not os.path.isfile(os.path.join(self.task, "train.tsv")):
+                problems.append(f"--task={self.task}: no train.tsv in the task folder")
         for name in ("pt_teacher_checkpoint", "pt_student_checkpoint"):
             value = getattr(self, name)
             if value and (value.startswith((".", "/")) or os.sep in value.strip("/").replace("/", os.sep, 1)[1:]) \

@@ -11,8 +11,9 @@ class Distiller(LossModel):
     """Trains `student` on the sum of a stage's loss objects.
 
     The forward pass produces what the losses need: the student's projected representations, attention maps and
-    query/key/value projections when a loss reads them, and the teacher's own forward pass (inference mode, no gradient) only when a loss
-    reads the teacher online; logit losses read the teacher's cached outputs from the batch (`t_logits`).
+    query/key/value projections when a loss reads them, and the teacher's own forward pass (inference mode, no
+    gradient) only when a loss reads the teacher online; logit losses read the teacher's cached outputs from the
+    batch (`t_logits`).
 
     Args:
       student: the `Student`.

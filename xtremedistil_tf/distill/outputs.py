@@ -27,8 +27,7 @@ def write_outputs(folder, student, metrics: dict, *, label_names, kind: str, tok
     save_model(student, folder.folder, STUDENT_WEIGHTS, STUDENT_CONFIG,
                extra={"label_names": label_names, "kind": kind})
     io.save_npy(folder.path("word_embedding.npy"), student.encoder.embeddings.word_embeddings.embeddings.numpy())
-    io.write_json(folder.path(METRICS_FILE), metrics)
-    _plot(folder, metrics)
+    write_metrics(folder, metrics)
     task_model = student.to_task_model()
     if export_hf:
         from xtremedistil_tf.convert.export import export_hf as write_hf

@@ -9,16 +9,10 @@ import math
 
 import tensorflow as tf
 
+from xtremedistil_tf.models.layers import padding_bias
 from xtremedistil_tf.train.losses import Loss
 
 __all__ = ["MiniLMLoss", "MiniLMv2Loss", "attention_kl", "relation_kl", "relation_log_probs"]
-
-_NEG = -1e9  # additive bias on padded keys, as the encoder's attention mask
-
-
-def _key_bias(mask):
-    return (1.0 - tf.cast(mask, "float32"))[:, None, None, :] * _NEG
-
 
 def _mean_over_heads_and_queries(kl, mask):
     """Mean of a [B, heads, T] per-query-row tensor over heads and real query rows: [B]."""
@@ -38,7 +32,7 @@ def relation_log_probs(x, num_heads: int, mask):
     size = width // num_heads if width is not None else tf.shape(x)[-1] // num_heads
     heads = tf.transpose(tf.reshape(x, [b, t, num_heads, size]), [0, 2, 1, 3])
     scale = 1.0 / math.sqrt(size) if width is not None else tf.math.rsqrt(tf.cast(size, "float32"))
-    scores = tf.matmul(heads, heads, transpose_b=True) * scale + _key_bias(mask)
+    scores = tf.matmul(heads, heads, transpose_b=True) * scale + padding_bias(mask)
     return tf.nn.log_softmax(scores, axis=-1)
 
 

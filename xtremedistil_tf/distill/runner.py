@@ -379,8 +379,7 @@ class Distillation:
         """Chunk `index` of a distillation stage, with the teacher's cached outputs where its losses read them."""
         if stage.reads_teacher_cache:
             return self.teacher_outputs(index)
-        return self.data.representation_chunk(index) if stage.loss == "representation" \
-            else self.data.transfer_chunk(index)
+        return self.data.representation_chunk(index)  # transfer chunks first, then the augmentation corpus
 
     def _loss_sample(self, stage: Stage, size: int = 512) -> dict:
         """Up to `size` rows of the stage's own training data, to measure its loss before and after it."""

@@ -60,8 +60,9 @@ class Student(keras.Model):
         return hidden if self.token_representations else hidden[:, 0]
 
     def project(self, i, hidden, training):
-        """Hidden state `hidden` (its first token, or every token for NER) through dropout and projection `i`, to the
-        teacher's width so it can be compared with the teacher's (unprojected when the widths already match)."""
+        """Hidden state `hidden` (its first token, or every token with `token_representations`) through dropout and
+        projection `i`, to the teacher's width so it can be compared with the teacher's (unprojected when the widths
+        already match)."""
         x = self.dropouts[i](self._rep(hidden), training=training)
         return self.projections[i](x) if self.projections else x
 
@@ -206,8 +207,8 @@ def build_student(config, *, vocab_size: int, num_labels: int, teacher_hidden_si
                          ",".join(map(str, config.init_layers)))
     num_projections = encoder.num_layers + 1 if config.multi_hidden else 1
     student = Student(encoder, num_labels, config.kind, teacher_hidden_size, num_projections=num_projections,
-                      projected_head=config.policy.student_projected_head, dropout=config.student_dropout, name="student_model",
-                      token_representations=config.token_representations, dtype=dtype)
+                      projected_head=config.policy.student_projected_head, dropout=config.student_dropout,
+                      token_representations=config.token_representations, name="student_model", dtype=dtype)
     student.build()
     if config.compress and teacher_word_embeddings is not None:
         width = encoder.embedding_size

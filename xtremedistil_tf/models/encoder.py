@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from xtremedistil_tf.models.layers import Embeddings, TransformerBlock, _init
+from xtremedistil_tf.models.layers import Embeddings, TransformerBlock, _init, padding_bias
 
 ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "electra", "distilbert")
 # The model inputs, each int32 [batch, seq]; the one definition every module uses.
@@ -87,8 +87,7 @@ class Encoder(keras.Model):
         token_type_ids = inputs.get("token_type_ids") if self.type_vocab_size > 0 else None
         if token_type_ids is not None:
             token_type_ids = tf.cast(token_type_ids, "int32")
-        # Additive bias on the attention scores: 0 for real tokens, a large negative number for padding.
-        mask_bias = (1.0 - tf.cast(mask, "float32"))[:, tf.newaxis, tf.newaxis, :] * -1e9
+        mask_bias = padding_bias(mask)
 
         x = self.embeddings(input_ids, token_type_ids, training=training)
         hidden_states, attentions, qkv = [x], [], []
