@@ -86,3 +86,22 @@ def test_step_is_traced_once_for_batches_of_any_length():
     loop.run_epoch(step, ds, description="test", log_every=0)
     assert len(traces) == 1
     assert np.isfinite(loss) and float(w.numpy()) != before
+
+
+def test_predict_is_traced_once_for_trimmed_batches_and_keeps_row_order():
+    arrays, lengths = _arrays(n=150)
+    strategy = tf.distribute.get_strategy()
+    traces = []
+
+    def fn(batch):
+        traces.append(1)
+        return {"length": tf.reduce_sum(tf.cast(batch["attention_mask"], "int32"), axis=1),
+                "width": tf.fill(tf.shape(batch["input_ids"])[:1], tf.shape(batch["input_ids"])[1])}
+
+    out = loop.predict(strategy, fn, arrays, 16, trim=True)
+    again = loop.predict(strategy, fn, arrays, 16, trim=True)
+    assert len(traces) == 1
+    np.testing.assert_array_equal(out["length"], lengths)
+    np.testing.assert_array_equal(again["length"], lengths)
+    assert len(set(out["width"].tolist())) > 3  # batches were cut to several lengths
+    assert np.all(out["width"] >= lengths) and np.all(out["width"] % 8 == 0)

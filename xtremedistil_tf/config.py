@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from xtremedistil_tf.strategy import PRECISIONS, STRATEGIES, set_up_runtime
+from xtremedistil_tf.strategy import POLICIES, STRATEGIES, set_up_runtime
 
 
 def option(default, help_text: str):
@@ -20,7 +20,8 @@ class RuntimeConfig:
     NEUTRAL_KEYS = ("strategy", "tpu", "verbose", "log_every", "fixed_shapes", "jit_compile")
 
     seed: int = option(42, "random seed (initialisation, batch order, dropout, samples)")
-    opt_policy: str = option("float32", f"precision policy: {', '.join(PRECISIONS)}")
+    opt_policy: str = option("float32", f"precision policy: {', '.join(POLICIES)} (auto: mixed_bfloat16 on TPUs "
+                                           "and Ampere+ GPUs, float32 on CPUs)")
     strategy: str = option("auto", f"tf.distribute strategy: {', '.join(STRATEGIES)} (multi_worker reads "
                                    "TF_CONFIG)")
     tpu: str = option("", "TPU name or address for --strategy=tpu")
@@ -34,8 +35,8 @@ class RuntimeConfig:
     def runtime_problems(self) -> list[str]:
         """What is wrong with the runtime flags (empty when nothing is)."""
         problems = []
-        if self.opt_policy not in PRECISIONS:
-            problems.append(f"--opt_policy={self.opt_policy!r}: expected float32, mixed_float16 or mixed_bfloat16")
+        if self.opt_policy not in POLICIES:
+            problems.append(f"--opt_policy={self.opt_policy!r}: expected one of {', '.join(POLICIES)}")
         if self.log_every < 0:
             problems.append("--log_every must be >= 0")
         return problems

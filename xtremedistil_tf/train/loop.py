@@ -170,7 +170,7 @@ def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_
         ds = ds.map(lambda b: trim_batch(b, seq_len, tuple(k for k in INPUT_NAMES if k in padded)))
     ds = distribute(strategy, ds)
 
-    run = _compiled_predict(strategy, fn)
+    run = _compiled_predict(strategy, fn, getattr(ds, "element_spec", None))
     chunks: dict[str, list] = {}
     for batch in ds:
         for k, v in run(batch).items():
@@ -189,17 +189,19 @@ def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_
 _PREDICT_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _compiled_predict(strategy, fn):
-    """One tf.function per (fn, strategy), so repeated evaluations reuse the trace instead of retracing."""
+def _compiled_predict(strategy, fn, spec=None):
+    """One tf.function per (fn, strategy, batch spec), so repeated evaluations reuse the trace; with the spec's
+    unknown length, batches trimmed to different lengths share one graph instead of tracing one per length."""
     per_fn = _PREDICT_CACHE.setdefault(fn, {})
-    if id(strategy) not in per_fn:
+    key = (id(strategy), repr(spec))
+    if key not in per_fn:
         # The compiled function holds `fn` weakly: a strong reference would keep the cache's key, and with it the
         # model `fn` closes over, alive for ever (a leak of one model per run_glue cell in a long process).
         fn_ref = weakref.ref(fn)
 
-        @tf.function(reduce_retracing=True)
         def run(batch):
             out = strategy.run(fn_ref(), args=(batch,))
             return {k: strategy.gather(v, axis=0) for k, v in out.items()}
-        per_fn[id(strategy)] = run
-    return per_fn[id(strategy)]
+        per_fn[key] = (tf.function(run, input_signature=[spec]) if spec is not None
+                       else tf.function(run, reduce_retracing=True))
+    return per_fn[key]
