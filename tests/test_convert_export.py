@@ -96,6 +96,36 @@ def test_bert_task_model_loads_in_transformers(kind, tmp_path):
         np.testing.assert_array_equal(again[k], original[k], err_msg=k)
 
 
+@pytest.mark.parametrize("arch", ["bert", "roberta", "electra", "distilbert"])
+def test_span_model_loads_in_transformers_as_question_answering(arch, tmp_path):
+    model = _task("qa", arch)
+    export_hf(model, tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    prefix = {"bert": "Bert", "roberta": "Roberta", "electra": "Electra", "distilbert": "DistilBert"}[arch]
+    assert cfg["architectures"] == [prefix + "ForQuestionAnswering"]
+    ref, info = transformers.AutoModelForQuestionAnswering.from_pretrained(tmp_path, output_loading_info=True)
+    ref.eval()
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    ids, mask, types = _batch(pad=model.encoder.pad_token_id, seed=2)
+    if model.encoder.type_vocab_size < 2:
+        types = np.zeros_like(types)
+    ours = model(_feed(ids, mask, types))["logits"].numpy()
+    feed = {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+    if arch in ("bert", "electra"):
+        feed["token_type_ids"] = torch.tensor(types)
+    with torch.no_grad():
+        out = ref(**feed)
+    theirs = np.stack([out.start_logits.numpy(), out.end_logits.numpy()], axis=-1)
+    m = mask.astype(bool)[:, :, None]  # padding positions carry no meaning
+    ours, theirs = np.where(m, ours, 0), np.where(m, theirs, 0)
+    assert ours.shape == theirs.shape and np.abs(theirs).max() > 0.1
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    back = load_any(str(tmp_path))  # ... and our loader brings the span model back
+    assert isinstance(back.model, TaskModel) and back.model.kind == "qa"
+    np.testing.assert_array_equal(back.model(_feed(ids, mask, types))["logits"].numpy(),
+                                  model(_feed(ids, mask, types))["logits"].numpy())
+
+
 @pytest.mark.parametrize("arch", ["roberta", "electra", "distilbert"])
 def test_other_architectures_export_as_sequence_classifiers(arch, tmp_path):
     model = _task("classification", arch, num_labels=2, seed=1)

@@ -349,8 +349,9 @@ def test_registry_names_and_tables():
     assert registry.scoring_name("MNLI-mm") == "mnli_mismatched" and registry.scored_task("mnli_m").name == "mnli"
     assert registry.scored_task("ner").name == "conll2003" and registry.main_metric("ner") == "f1"
     assert registry.main_metric("ax") == "mcc" and registry.metric_names("stsb") == ("pearson", "spearman", "corr")
-    with pytest.raises(ValueError, match="unknown task 'squad'; known tasks: cola, sst2"):
-        registry.scoring_name("squad")
+    with pytest.raises(ValueError, match="unknown task 'boolq'; known tasks: cola, sst2"):
+        registry.scoring_name("boolq")
+    assert registry.scoring_name("SQuAD2.0") == "squad_v2" and registry.scored_task("squad").kind == "qa"
     # one table: readers' constants are views of it
     assert registry.GLUE_TASKS == ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
     assert all(registry.TASKS[t].label_names == GLUE_LABEL_NAMES[t] for t in registry.GLUE_TASKS)

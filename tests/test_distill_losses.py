@@ -119,3 +119,34 @@ def test_distiller_runs_the_teacher_only_when_a_loss_reads_it():
     np.testing.assert_allclose(both.per_example_loss(batch, False).numpy(), (logits + cached_loss).numpy(),
                                rtol=1e-6)
     assert tf.reduce_all(both.test_step(batch)["loss"] > 0)
+
+
+def test_span_kl_is_a_softmax_over_tokens_that_ignores_padding():
+    import numpy as np
+    import tensorflow as tf
+
+    from xtremedistil_tf.distill.losses import SpanLogitsKL
+    rng = np.random.default_rng(0)
+    student = rng.normal(size=(3, 7, 2)).astype("float32")
+    teacher = rng.normal(size=(3, 7, 2)).astype("float32")
+    mask = np.ones((3, 7), "int32")
+    mask[1, 4:] = 0
+    loss = SpanLogitsKL(2.0)
+    got = loss({"logits": tf.constant(student)}, None, {"t_logits": tf.constant(teacher)}, tf.constant(mask)).numpy()
+
+    def kl(s, t, temp=2.0):  # KL(p_t || p_s) over tokens, times T^2
+        p = np.exp(t / temp) / np.exp(t / temp).sum()
+        log_q = s / temp - np.log(np.exp(s / temp).sum())
+        return float((p * (np.log(p) - log_q)).sum() * temp * temp)
+
+    for b in range(3):
+        n = int(mask[b].sum())
+        want = (kl(student[b, :n, 0], teacher[b, :n, 0]) + kl(student[b, :n, 1], teacher[b, :n, 1])) / 2
+        np.testing.assert_allclose(got[b], want, rtol=1e-5)
+    same = loss({"logits": tf.constant(teacher)}, None, {"t_logits": tf.constant(teacher)}, tf.constant(mask))
+    np.testing.assert_allclose(same.numpy(), 0.0, atol=1e-6)
+    # Changing padded positions changes nothing.
+    padded = student.copy()
+    padded[1, 4:] = 50.0
+    again = loss({"logits": tf.constant(padded)}, None, {"t_logits": tf.constant(teacher)}, tf.constant(mask))
+    np.testing.assert_allclose(again.numpy(), got, rtol=1e-6)

@@ -191,10 +191,13 @@ def test_glue_metrics_logits_and_score_columns():
 
 
 def test_unknown_task_and_main_metric():
-    with pytest.raises(ValueError, match="unknown task 'squad'"):
-        M.glue_metrics("squad", [0], [0])
+    with pytest.raises(ValueError, match="unknown task 'boolq'"):
+        M.glue_metrics("boolq", [0], [0])
     with pytest.raises(ValueError, match="unknown task"):
-        M.main_metric("squad")
+        M.main_metric("boolq")
+    with pytest.raises(ValueError, match="scored with metrics.squad"):
+        M.glue_metrics("squad", [0], [0])
+    assert M.main_metric("squad") == M.main_metric("squad_v2") == M.main_metric("qa") == "f1"
     assert M.main_metric("cola") == "mcc"
     assert M.main_metric("stsb") == "pearson"
     assert M.main_metric("mrpc") == "f1"
@@ -216,8 +219,8 @@ def test_main_metric_of_a_kind():
     assert M.main_metric("regression") == M.main_metric("regression", "stsb") == "pearson"
     assert M.main_metric("classification") == "accuracy"
     assert M.main_metric("classification", "cola") == "mcc" and M.main_metric("classification", "MRPC") == "f1"
-    with pytest.raises(ValueError, match="unknown task 'squad'"):
-        M.main_metric("classification", "squad")
+    with pytest.raises(ValueError, match="unknown task 'boolq'"):
+        M.main_metric("classification", "boolq")
 
 
 def test_score_logits():

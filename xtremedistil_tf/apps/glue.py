@@ -82,16 +82,27 @@ class GlueConfig(RuntimeConfig):
 
     def validate(self) -> None:
         """Raises ConfigError naming the first bad flag, so mistakes stop the run before any model or data loads."""
+        problems = self.problems()
+        if problems:
+            raise ConfigError(problems[0])
+
+    def task_problems(self) -> list[str]:
+        """What is wrong with --task and the data flags."""
         if self.task not in TASKS:
-            raise ConfigError(f"--task={self.task!r}: expected one of {', '.join(TASKS)}")
-        if not self.model:
-            raise ConfigError("--model is required (a Hugging Face folder or hub id, or a distilled model_dir)")
-        if not self.output_dir:
-            raise ConfigError("--output_dir is required")
+            return [f"--task={self.task!r}: expected one of {', '.join(TASKS)}"]
         if self.data_dir and not os.path.isdir(self.data_dir):
-            raise ConfigError(f"--data_dir={self.data_dir}: no such folder")
+            return [f"--data_dir={self.data_dir}: no such folder"]
+        return []
+
+    def problems(self) -> list[str]:
+        """Every problem of the flags, the first one the most basic."""
+        problems = self.task_problems()
+        if not self.model:
+            problems.append("--model is required (a Hugging Face folder or hub id, or a distilled model_dir)")
+        if not self.output_dir:
+            problems.append("--output_dir is required")
         if self.tokenizer and not os.path.exists(self.tokenizer) and self.tokenizer.startswith((".", "/")):
-            raise ConfigError(f"--tokenizer={self.tokenizer}: no such folder")
+            problems.append(f"--tokenizer={self.tokenizer}: no such folder")
         checks = [(self.seq_len >= 4, "--seq_len must be at least 4"),
                   (self.batch_size > 0, "--batch_size must be positive"),
                   (self.eval_batch_size > 0, "--eval_batch_size must be positive"),
@@ -102,9 +113,7 @@ class GlueConfig(RuntimeConfig):
                   (self.epochs >= 0, "--epochs must be >= 0 (0: evaluate only)"),
                   (self.patience > 0, "--patience must be positive"),
                   (self.max_train_examples >= 0, "--max_train_examples must be >= 0 (0: all)")]
-        problems = [message for ok, message in checks if not ok] + self.runtime_problems()
-        if problems:
-            raise ConfigError(problems[0])
+        return problems + [message for ok, message in checks if not ok] + self.runtime_problems()
 
     def to_json(self) -> dict:
         """Every flag as a JSON-ready dict (logged at start and stored in metrics.json)."""
@@ -374,7 +383,7 @@ class GlueRun:
         arrays = self.arrays[split]
         return loop.predict(self.strategy, self._logits_fn, {k: arrays[k] for k in INPUT_NAMES},
                             self.gbs(self.config.eval_batch_size), trim=self.trim,
-                            token_outputs=("logits",) if self.kind == "ner" else ())["logits"]
+                            token_outputs=("logits",) if self.kind in ("ner", "qa") else ())["logits"]
 
     def evaluate(self, split: str, logits: np.ndarray | None = None) -> dict:
         """The split's metrics; NER over every word (a word lost to truncation counts as predicted O)."""
@@ -423,7 +432,7 @@ class GlueRun:
         steps_per_epoch = n // gbs if n >= gbs else 1
         total_steps = steps_per_epoch * c.epochs
         variables = model.trainable_variables
-        if kind == "ner" and model.encoder.pooler is not None:  # the tagger does not use the pooler
+        if kind in ("ner", "qa") and model.encoder.pooler is not None:  # token heads do not use the pooler
             pooler = model.encoder.pooler.weights
             variables = [v for v in variables if all(v is not p for p in pooler)]
         with self.strategy.scope():
@@ -440,7 +449,7 @@ class GlueRun:
                      "%g (%s schedule), patience %d", n, c.epochs, steps_per_epoch, gbs, c.learning_rate,
                      c.lr_schedule, c.patience)
         trainer = Trainer(self.strategy, seed=c.seed, jit_compile=c.jit_compile, log_every=c.log_every)
-        result = trainer.fit(c.task, LossModel(model, [LabelLoss(kind)], token_mask=kind == "ner"),
+        result = trainer.fit(c.task, LossModel(model, [LabelLoss(kind)], token_mask=kind in ("ner", "qa")),
                              variables=variables, optimizer=optimizer, batching=batching,
                              checkpoint_dir=self._path(CHECKPOINT_DIR), load_chunk=lambda _: {"train": train},
                              score=lambda _: self.dev_score(), epochs=c.epochs, patience=c.patience)
@@ -502,6 +511,10 @@ class GlueRun:
                 failed[name] = str(e)
         return written, failed
 
+    def extra_metrics(self) -> dict:
+        """What a task adds to metrics.json (nothing here)."""
+        return {}
+
     def run(self) -> dict:
         """The whole run, returning its metrics (those already saved if output_dir holds the same finished run);
         run.log is closed even on failure."""
@@ -543,7 +556,7 @@ class GlueRun:
             **training, "final": final,
             "score": {"metric": main, **{s: final[s][main] for s in final}},
             "predictions": predictions, "outputs": outputs,
-            "config": c.to_json(), "replicas": self.replicas,
+            "config": c.to_json(), "replicas": self.replicas, **self.extra_metrics(),
             "wall_seconds": round(time.time() - self.t_start, 1), "finished": True,
         }
         if export_errors:

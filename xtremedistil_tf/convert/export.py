@@ -1,7 +1,8 @@
 """Export a Keras encoder or task model, and load any supported source.
 
 - `export_hf`: a Hugging Face folder (config.json + model.safetensors + tokenizer files) that transformers' PyTorch
-  `AutoModel` / `*ForSequenceClassification` / `*ForTokenClassification` load with no missing weights.
+  `AutoModel` / `*ForSequenceClassification` / `*ForTokenClassification` / `*ForQuestionAnswering` load with no
+  missing weights.
 - `export_saved_model`: a TF SavedModel whose `serving_default` signature takes int32 `input_ids`,
   `attention_mask`, `token_type_ids` of shape [batch, seq] (both dynamic) and returns `last_hidden_state`
   (+ `pooler_output` when the encoder has a pooler) and, for a task model, `logits`.
@@ -41,7 +42,9 @@ HF_CLASS_PREFIX = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XLMRobe
                    "distilbert": "DistilBert"}
 # Task models whose HF class has no pooler (`add_pooling_layer=False`, or none in the architecture).
 _NO_POOLER_TASKS = {("bert", "ner"), ("roberta", "classification"), ("roberta", "regression"), ("roberta", "ner"),
-                    ("xlm-roberta", "classification"), ("xlm-roberta", "regression"), ("xlm-roberta", "ner")}
+                    ("xlm-roberta", "classification"), ("xlm-roberta", "regression"), ("xlm-roberta", "ner"),
+                    *((arch, "qa") for arch in HF_CLASS_PREFIX)}
+_HF_TASK_CLASSES = {"ner": "ForTokenClassification", "qa": "ForQuestionAnswering"}
 
 
 def _split(model):
@@ -109,8 +112,10 @@ def hf_export_config(model, label_names=None) -> dict:
     if task is None:
         cfg["architectures"] = [f"{prefix}Model"]
         return cfg
-    cls = "ForTokenClassification" if task.kind == "ner" else "ForSequenceClassification"
+    cls = _HF_TASK_CLASSES.get(task.kind, "ForSequenceClassification")
     cfg["architectures"] = [prefix + cls]
+    if task.kind == "qa":  # start and end logits: no labels
+        return cfg
     n = task.num_labels
     if label_names is None:
         label_names = [f"LABEL_{i}" for i in range(n)]
@@ -138,7 +143,7 @@ def hf_state_dict(model) -> dict[str, np.ndarray]:
     if task is None:
         return encoder_state_dict(encoder)
     arch = encoder.architecture
-    if task.kind != "ner" and task.head_style != default_head_style(arch):
+    if task.kind not in ("ner", "qa") and task.head_style != default_head_style(arch):
         raise UserError(f"a {task.head_style!r} head on a {arch} encoder has no Hugging Face class; export the "
                         "encoder alone or use the architecture's own head style")
     state = encoder_state_dict(encoder, prefix=names.NAME_MAPS[arch][0] + ".")
@@ -146,7 +151,7 @@ def hf_state_dict(model) -> dict[str, np.ndarray]:
     if (arch, task.kind) in _NO_POOLER_TASKS:
         for k in pooler_keys:
             del state[k]
-    elif arch == "bert" and task.kind != "ner" and not pooler_keys:
+    elif arch == "bert" and task.kind not in ("ner", "qa") and not pooler_keys:
         raise UserError("BertForSequenceClassification needs a pooler, and this encoder has none (its head reads "
                         "the first token); export the encoder alone, or build the encoder with use_pooler=True")
     state.update(head_state_dict(task))
@@ -313,7 +318,8 @@ def detect_format(source: str) -> str:
 
 
 def _task_from_hf(loaded, cfg: dict):
-    """A TaskModel when the HF checkpoint is a sequence/token classifier whose head loads; else None."""
+    """A TaskModel when the HF checkpoint is a sequence/token classifier or a span (QA) model whose head loads;
+    else None."""
     archs = cfg.get("architectures") or []
     if not archs or not loaded.heads:
         return None, None
@@ -322,9 +328,11 @@ def _task_from_hf(loaded, cfg: dict):
         kind = "classification"
     elif arch_name.endswith("ForTokenClassification"):
         kind = "ner"
+    elif arch_name.endswith("ForQuestionAnswering"):
+        kind = "qa"
     else:
         return None, None
-    id2label = cfg.get("id2label") or {}
+    id2label = {} if kind == "qa" else (cfg.get("id2label") or {})
     n = len(id2label) if id2label else int(cfg.get("num_labels", 2))
     if kind == "classification" and (cfg.get("problem_type") == "regression" or n == 1):
         kind = "regression"

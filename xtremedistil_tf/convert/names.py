@@ -82,6 +82,8 @@ HEAD_NAME_MAPS = {
                    "classifier.weight": ("classifier.kernel", T), "classifier.bias": ("classifier.bias", False)},
 }
 HEAD_NAME_MAPS["electra"] = HEAD_NAME_MAPS["roberta"]
+# The span head of extractive question answering, the same for every architecture.
+SPAN_HEAD_NAME_MAP = {"qa_outputs.weight": ("qa_outputs.kernel", T), "qa_outputs.bias": ("qa_outputs.bias", False)}
 
 # Keys of task heads and buffers that an encoder does not use: reported, never fatal.
 HEAD_PREFIXES = ("classifier.", "cls.", "lm_head.", "qa_outputs.", "discriminator_predictions.",
@@ -120,4 +122,6 @@ def resolve(encoder, path: str):
 
 def head_name_map(kind: str, head_style: str) -> dict[str, tuple[str, bool]]:
     """The HF-key -> (head attribute path, transpose) map of a task head of this kind and style."""
+    if kind == "qa":
+        return SPAN_HEAD_NAME_MAP
     return HEAD_NAME_MAPS["bert" if kind == "ner" else head_style]

@@ -1,4 +1,4 @@
-"""The one table of the benchmark tasks: GLUE (and its diagnostic AX) and CoNLL-2003 NER.
+"""The one table of the benchmark tasks: GLUE (and its diagnostic AX), CoNLL-2003 NER and SQuAD.
 
 Everything the code knows about a named task lives here: its kind, label names, how GLUE distributes its files,
 its TFDS name, text features and split names, the metrics GLUE reports for it and the file name its test
@@ -22,7 +22,7 @@ from typing import Mapping
 from xtremedistil_tf.errors import ConfigError
 
 #: The kinds of task a model head can solve.
-KINDS = ("classification", "regression", "ner")
+KINDS = ("classification", "regression", "ner", "qa")
 
 #: The split names GLUE's files use for MNLI, which has two dev and two test sets.
 _MNLI_SPLITS = ("train", "dev_matched", "dev_mismatched", "test_matched", "test_mismatched")
@@ -113,6 +113,11 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          tfds_name="glue/ax", tfds_text_keys=("premise", "hypothesis"), submission="AX", submit_label_names=True),
     Task("conll2003", "ner", ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"),
          ("f1", "precision", "recall", "accuracy"), scored_as=("ner",), tfds_name="conll2003"),
+    # Extractive question answering, scored by the official SQuAD evaluation (percent).
+    Task("squad", "qa", None, ("f1", "exact_match"), aliases={"squad_v1": "squad", "squad1.1": "squad"},
+         tfds_name="squad/v1.1"),
+    Task("squad_v2", "qa", None, ("f1", "exact", "HasAns_f1", "NoAns_f1", "best_f1"),
+         aliases={"squad2.0": "squad_v2", "squad2": "squad_v2"}, tfds_name="squad/v2.0"),
 )}
 
 #: The GLUE tasks read_glue reads from GLUE's files, in GLUE's order.
@@ -126,7 +131,7 @@ CONLL2003_TFDS_TAGS: tuple[str, ...] = TASKS["conll2003"].label_names
 
 #: Every name a classification or regression split can be scored under (glue_metrics' tasks).
 GLUE_SCORING_NAMES: tuple[str, ...] = tuple(
-    n for t in TASKS.values() if t.kind != "ner" for n in t.scored_as)
+    n for t in TASKS.values() if t.kind in ("classification", "regression") for n in t.scored_as)
 
 _SCORED: dict[str, Task] = {n: t for t in TASKS.values() for n in t.scored_as}
 _SCORING_ALIASES: dict[str, str] = {a: n for t in TASKS.values() for a, n in t.aliases.items()}

@@ -24,18 +24,25 @@ class TaskSplits:
 
     @property
     def num_labels(self) -> int:
-        """Output units of the head: the number of labels, 1 for regression."""
+        """Output units of the head: the number of labels, 1 for regression, 2 (start, end) for QA."""
+        if self.kind == "qa":
+            return 2
         return 1 if self.label_names is None else len(self.label_names)
 
     def labelled(self, split: str) -> bool:
         """True when ``split`` was found and every example of it has a label (so it can be scored)."""
+        if self.kind == "qa":
+            return split in self.splits and self.splits[split].has_answers
         return split in self.splits and self.splits[split].has_labels
 
 
 def load_task(task: str, *, do_NER: bool = False, do_pairwise: bool = False, glue_task: str = "",
-              tfds_data_dir: str | None = None) -> TaskSplits:
+              tfds_data_dir: str | None = None, do_QA: bool = False) -> TaskSplits:
     """`task` is a folder (original format: train/dev/test.tsv; GLUE with `glue_task`; CoNLL: train/dev/test.txt
-    with do_NER) or a TFDS name such as `glue/sst2` or `conll2003`."""
+    with do_NER; SQuAD JSON: train/dev/test.json with do_QA) or a TFDS name such as `glue/sst2`, `conll2003` or
+    `squad/v2.0`."""
+    if do_QA:
+        return load_qa_task(task, tfds_data_dir=tfds_data_dir)
     if os.path.isdir(task):
         if glue_task:
             name = registry.glue_task_name(glue_task)
@@ -79,6 +86,29 @@ def load_task(task: str, *, do_NER: bool = False, do_pairwise: bool = False, glu
                 logging.info("%s: no test_mismatched split (%s)", task, e)
         return _finish(splits, task.split("/", 1)[1] if task.startswith("glue/") else "", task)
     raise ConfigError(f"--task={task}: not a folder, and not a TFDS name (glue/<task> or conll2003)")
+
+
+def load_qa_task(task: str, *, tfds_data_dir: str | None = None) -> TaskSplits:
+    """SQuAD: a folder with train.json and dev.json (and optionally test.json) in the official format, or TFDS
+    `squad/v1.1` / `squad/v2.0`. The kind is "qa"; `glue_task` is "squad_v2" when any question is unanswerable."""
+    from xtremedistil_tf.data.readers.squad import read_squad_json, read_tfds_squad
+    if os.path.isdir(task):
+        splits = {}
+        for split in ("train", "dev", "test"):
+            path = os.path.join(task, f"{split}.json")
+            if os.path.isfile(path):
+                splits[split] = read_squad_json(path)
+        if "train" not in splits or "dev" not in splits:
+            raise ConfigError(f"--task={task}: a question-answering folder needs train.json and dev.json (SQuAD "
+                              "format)")
+    elif task.startswith("squad/"):
+        splits = {"train": read_tfds_squad(task, "train", data_dir=tfds_data_dir),
+                  "dev": read_tfds_squad(task, "validation", data_dir=tfds_data_dir)}
+    else:
+        raise ConfigError(f"--task={task}: not a folder, and not a TFDS name (squad/v1.1 or squad/v2.0)")
+    version_2 = any(e.is_impossible for d in splits.values() for e in d.examples) or task.endswith("v2.0")
+    return TaskSplits(kind="qa", label_names=None, pairwise=True, splits=splits,
+                      glue_task="squad_v2" if version_2 else "squad", source=task)
 
 
 def _finish(splits: dict, glue_task: str, source: str) -> TaskSplits:

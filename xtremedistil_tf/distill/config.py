@@ -98,6 +98,14 @@ class DistilConfig(RuntimeConfig):
     export_encoder: bool = option(False, "also write the student's encoder without a head (the general checkpoint): "
                                          "model_dir/encoder (Hugging Face BertModel + tokenizer), "
                                          "encoder_saved_model/ and encoder_keras/; always on with --task_agnostic")
+    # --- extractive question answering (SQuAD)
+    do_QA: bool = option(False, "extractive question answering: --task is a folder with SQuAD JSON files (train.json, "
+                                "dev.json, optional test.json) or squad/v1.1 / squad/v2.0 (TFDS); windows of --seq_len "
+                                "tokens; --transfer_file, if given, is a SQuAD JSON file whose answers are not used")
+    doc_stride: int = option(128, "--do_QA: tokens shared by consecutive windows of a long context")
+    max_query_length: int = option(64, "--do_QA: questions are cut to this many tokens")
+    n_best_size: int = option(20, "--do_QA: best starts and ends paired per window in the answer search")
+    max_answer_length: int = option(30, "--do_QA: longest answer in tokens")
     keep_checkpoints: bool = option(False, "keep every finished stage's checkpoint in model_dir/checkpoints (default: "
                                            'only the last), to inspect or continue from an intermediate stage')
 
@@ -118,6 +126,8 @@ class DistilConfig(RuntimeConfig):
         head of a task-agnostic run)."""
         if self.do_NER:
             return "ner"
+        if self.do_QA:
+            return "qa"
         return "regression" if self.glue_task in ("stsb", "sts-b") else "classification"
 
     @property
@@ -139,8 +149,9 @@ class DistilConfig(RuntimeConfig):
 
     @property
     def token_representations(self) -> bool:
-        """Hidden states compared token by token (NER, and task-agnostic runs, which have no first-token task)."""
-        return self.do_NER or self.task_agnostic
+        """Hidden states compared token by token (NER, QA, and task-agnostic runs, which have no first-token
+        task)."""
+        return self.do_NER or self.do_QA or self.task_agnostic
 
     @property
     def init_layers(self) -> tuple[int, ...]:
@@ -184,8 +195,8 @@ class DistilConfig(RuntimeConfig):
             if self.augmentation_file:
                 problems.append("--augmentation_file is for task transfer; with --task_agnostic put every text in "
                                 "--transfer_file")
-            if self.do_NER or self.do_pairwise or self.glue_task:
-                problems.append("--task_agnostic takes no task flags (--do_NER, --do_pairwise, --glue_task)")
+            if self.do_NER or self.do_pairwise or self.glue_task or self.do_QA:
+                problems.append("--task_agnostic takes no task flags (--do_NER, --do_pairwise, --do_QA, --glue_task)")
         elif not self.task:
             problems.append("--task is required (a task folder, a GLUE folder with --glue_task, or glue/<name>), or "
                             "--task_agnostic with --transfer_file")
@@ -228,8 +239,17 @@ class DistilConfig(RuntimeConfig):
             problems.append(f"--temperature={self.temperature}: must be positive")
         if sorted(self.unfreeze_order.split(",")) != ["dense", "student"]:
             problems.append(f"--unfreeze_order={self.unfreeze_order!r}: expected 'dense,student' or 'student,dense'")
-        if self.do_NER and self.do_pairwise:
-            problems.append("--do_NER and --do_pairwise cannot be combined")
+        kinds = [f"--{name}" for name in ("do_NER", "do_pairwise", "do_QA") if getattr(self, name)]
+        if len(kinds) > 1:
+            problems.append(f"{' and '.join(kinds)} cannot be combined")
+        if self.do_QA:
+            from xtremedistil_tf.data.qa import check_window_flags
+            try:
+                check_window_flags(self.seq_len, self.doc_stride, self.max_query_length)
+            except ConfigError as e:
+                problems.append(str(e))
+            if self.glue_task or self.augmentation_file:
+                problems.append("--do_QA takes neither --glue_task nor --augmentation_file")
         if self.glue_task:
             from xtremedistil_tf.data.registry import glue_task_name
             try:
@@ -288,12 +308,13 @@ class DistilConfig(RuntimeConfig):
             value = getattr(self, name)
             if value and not os.path.isfile(value):
                 problems.append(f"--{name}={value}: no such file")
-        is_tfds = self.task.startswith("glue/") and not os.path.exists(self.task)
+        is_tfds = self.task.startswith(("glue/", "squad/")) and not os.path.exists(self.task)
+        train_file = "train.json" if self.do_QA else "train.tsv"
         if not (self.task_agnostic or is_tfds):  # a task-agnostic run has no task
             if not os.path.isdir(self.task):
                 problems.append(f"--task={self.task}: no such folder")
-            elif not self.glue_task and not os.path.isfile(os.path.join(self.task, "train.tsv")):
-                problems.append(f"--task={self.task}: no train.tsv in the task folder")
+            elif not self.glue_task and not os.path.isfile(os.path.join(self.task, train_file)):
+                problems.append(f"--task={self.task}: no {train_file} in the task folder")
         for name in ("pt_teacher_checkpoint", "pt_student_checkpoint"):
             value = getattr(self, name)
             if value and (value.startswith((".", "/")) or os.sep in value.strip("/").replace("/", os.sep, 1)[1:]) \

@@ -10,7 +10,7 @@ from absl import logging
 from xtremedistil_tf import io
 from xtremedistil_tf.data.pipeline import TransferCache, shuffled_row_order
 from xtremedistil_tf.data.readers import Example
-from xtremedistil_tf.data.tokenize import Featurizer, x_subword_labels
+from xtremedistil_tf.data.tokenize import Featurizer, tokenizer_fingerprint, x_subword_labels
 from xtremedistil_tf.distill.config import DistilConfig
 from xtremedistil_tf.models.encoder import INPUT_NAMES
 
@@ -44,6 +44,10 @@ class DistillationData:
         self.task = task
         self.kind = task.kind if task is not None else c.kind
         self.label_names = task.label_names if task is not None else None
+        self.augmentation = None
+        if self.kind == "qa":
+            self._init_qa(tokenizer)
+            return
         feat_kwargs = {}
         if self.kind == "ner" and policy.ner_x_labels:
             self.label_names, feat_kwargs = x_subword_labels(task.label_names, tokenizer)
@@ -74,7 +78,6 @@ class DistillationData:
         logging.info("transfer set: %d examples in %d chunk(s) of at most %d%s", self.transfer.num_examples,
                      self.num_chunks, c.distil_chunk_size,
                      f", rows shuffled with seed {c.seed}" if policy.shuffle_rows else "")
-        self.augmentation = None
         if c.augmentation_file:
             # One text a line, whatever the task: a pair task's model also reads single texts.
             self.augmentation = TransferCache(folder.path("augmentation_cache"), c.augmentation_file,
@@ -82,6 +85,35 @@ class DistillationData:
             logging.info("augmentation corpus: %d examples in %d chunk(s), after the transfer set in the "
                          "representation stage", self.augmentation.num_examples,
                          self.augmentation.num_chunks(c.distil_chunk_size))
+
+    def _init_qa(self, tokenizer) -> None:
+        """Question answering: the windows of every split (`self.qa_features`, what answers are read back with),
+        and as transfer set the windows of --transfer_file (a SQuAD JSON file) or of the training questions."""
+        from xtremedistil_tf.data.qa import featurize_qa
+        from xtremedistil_tf.data.readers.squad import read_squad_json
+        c = self.config
+        windows = dict(max_seq_length=c.seq_len, doc_stride=c.doc_stride, max_query_length=c.max_query_length)
+        self.token_keys = INPUT_NAMES + ("t_logits",)
+        self.qa_features, self.arrays = {}, {}
+        for split in ("train", "dev", "test"):
+            if self.task.labelled(split):
+                feats = featurize_qa(tokenizer, self.task.splits[split].examples, with_labels=True, name=split,
+                                     **windows)
+                self.qa_features[split], self.arrays[split] = feats, feats.arrays
+        if c.transfer_file:
+            source = read_squad_json(c.transfer_file)
+            arrays = featurize_qa(tokenizer, source.examples, with_labels=False, name="transfer", **windows).arrays
+            from xtremedistil_tf.distill.teacher import weights_id
+            key = {"file": os.path.realpath(c.transfer_file), "id": weights_id(c.transfer_file)}
+        else:
+            logging.warning("no --transfer_file: using the training questions' windows (%d) as the transfer set",
+                            len(self.arrays["train"]["input_ids"]))
+            arrays = {k: self.arrays["train"][k] for k in INPUT_NAMES}
+            key = {"file": "train windows", "examples": len(self.task.splits["train"])}
+        self.transfer = WindowTransfer(arrays, {**key, **windows, "tokenizer": tokenizer_fingerprint(tokenizer)})
+        self.num_chunks = self.transfer.num_chunks(c.distil_chunk_size)
+        logging.info("transfer set: %d windows in %d chunk(s) of at most %d", self.transfer.num_examples,
+                     self.num_chunks, c.distil_chunk_size)
 
     @property
     def row_order(self) -> str:
@@ -110,3 +142,24 @@ class DistillationData:
         if index < self.num_chunks:
             return self.transfer_chunk(index)
         return self.augmentation.load_chunk(index - self.num_chunks, self.config.distil_chunk_size)
+
+
+class WindowTransfer:
+    """A transfer set already in memory (QA windows), with the chunked reads of `TransferCache`."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], key: dict):
+        self.arrays = arrays
+        self.num_examples = len(arrays["input_ids"])
+        self.manifest = {"key": key}
+
+    def num_chunks(self, size: int) -> int:
+        """Chunks of at most `size` rows."""
+        return max(1, -(-self.num_examples // size))
+
+    def load_chunk(self, index: int, size: int) -> dict[str, np.ndarray]:
+        """Rows [index * size, (index + 1) * size)."""
+        return {k: v[index * size:(index + 1) * size] for k, v in self.arrays.items()}
+
+    def load_rows(self, rows) -> dict[str, np.ndarray]:
+        """The given rows, in that order."""
+        return {k: v[rows] for k, v in self.arrays.items()}

@@ -45,6 +45,9 @@ class DistilledModel:
         spec = io.read_json(os.path.join(model_dir, CONFIG))
         self.label_names = spec.get("label_names")
         self.kind = spec.get("kind", self.config.kind)
+        if self.kind == "qa":
+            raise ConfigError(f"{model_dir} is a question-answering student: predict and fine-tune it with "
+                              f"run_squad.py --model {model_dir} (--epochs 0 only scores it)")
         self.student = load_model(model_dir, weights, CONFIG)
         hf = os.path.join(model_dir, "hf")
         self.tokenizer = load_tokenizer(hf if os.path.isfile(os.path.join(hf, "tokenizer.json"))

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from xtremedistil_tf.train.losses import LabelLoss, Loss, masked_mean, mse
+from xtremedistil_tf.train.losses import LabelLoss, Loss, masked_mean, masked_span_logits, mse
 
-__all__ = ["AttentionLoss", "LabelLoss", "LogitsKL", "LogitsMSE", "Loss", "RepresentationLoss", "attention_mse",
-           "kl_divergence"]
+__all__ = ["AttentionLoss", "LabelLoss", "LogitsKL", "LogitsMSE", "Loss", "RepresentationLoss", "SpanLogitsKL",
+           "attention_mse", "kl_divergence"]
 
 
 def kl_divergence(student_logits, teacher_logits, temperature=1.0, mask=None):
@@ -97,3 +97,23 @@ class LogitsKL(Loss):
 
     def __repr__(self) -> str:
         return f"LogitsKL(T={self.temperature:g})"
+
+
+class SpanLogitsKL(Loss):
+    """Extractive QA: KL between the teacher's and the student's temperature-softened start distributions over the
+    tokens, and the same for the end, averaged and scaled by T^2; padding gets no probability."""
+
+    reads_cache = True
+
+    def __init__(self, temperature: float = 1.0):
+        self.temperature = temperature
+
+    def __call__(self, outputs, teacher, batch, mask):
+        student = masked_span_logits(outputs["logits"], mask)
+        target = masked_span_logits(batch["t_logits"], mask)
+        start = kl_divergence(student[:, :, 0], target[:, :, 0], self.temperature)
+        end = kl_divergence(student[:, :, 1], target[:, :, 1], self.temperature)
+        return (start + end) / 2.0
+
+    def __repr__(self) -> str:
+        return f"SpanLogitsKL(T={self.temperature:g})"

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from xtremedistil_tf.distill.losses import AttentionLoss, LabelLoss, LogitsKL, LogitsMSE, RepresentationLoss
+from xtremedistil_tf.distill.losses import (
+    AttentionLoss,
+    LabelLoss,
+    LogitsKL,
+    LogitsMSE,
+    RepresentationLoss,
+    SpanLogitsKL,
+)
 from xtremedistil_tf.distill.relations import MiniLMLoss, MiniLMv2Loss
 
 LOSSES = ("representation", "logits", "labels")
@@ -75,7 +82,10 @@ def stage_losses(*, kind: str, multi_hidden: bool, distil_attention: bool, logit
         representation += (AttentionLoss(),)
     if relation is not None:
         representation += (relation,)
-    logits = LogitsKL(temperature) if logit_loss == "kl" and kind != "regression" else LogitsMSE()
+    if logit_loss == "kl" and kind == "qa":
+        logits = SpanLogitsKL(temperature)
+    else:
+        logits = LogitsKL(temperature) if logit_loss == "kl" and kind != "regression" else LogitsMSE()
     return {"representation": representation, "logits": (logits,), "labels": (LabelLoss(kind),)}
 
 

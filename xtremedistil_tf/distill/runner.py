@@ -133,7 +133,7 @@ class Distillation:
             check_vocabulary(self.tokenizer, self._student_vocab, where=c.pt_student_checkpoint,
                              model="this student checkpoint (fed by the teacher's tokenizer)")
         self.task = None if c.task_agnostic else load_task(c.task, do_NER=c.do_NER, do_pairwise=c.do_pairwise,
-                                                           glue_task=c.glue_task)
+                                                           glue_task=c.glue_task, do_QA=c.do_QA)
         self.data = DistillationData(c, self.task, self.tokenizer, self.folder)
         self.kind = self.data.kind
         self.label_names = self.data.label_names
@@ -234,7 +234,13 @@ class Distillation:
         """`model`'s (teacher or student) metrics on a labelled split."""
         arrays = self.arrays[split]
         out = self._predict(self._logits_fn(model), {k: arrays[k] for k in INPUT_NAMES},
-                            ("logits",) if self.kind == "ner" else ())
+                            ("logits",) if self.kind in ("ner", "qa") else ())
+        if self.kind == "qa":
+            from xtremedistil_tf.metrics.scoring import score_spans
+            c = self.config
+            return score_spans(self.task.splits[split], self.data.qa_features[split], out["logits"],
+                               version_2=self.task.glue_task == "squad_v2", n_best_size=c.n_best_size,
+                               max_answer_length=c.max_answer_length)[0]
         names = self.label_names if self.kind == "ner" else self.task.label_names
         return score_logits(self.kind, out["logits"], arrays["labels"], label_names=names,
                             glue_task=self.task.glue_task)
@@ -253,7 +259,7 @@ class Distillation:
         """The mean per-example loss of `distiller`'s stage over `arrays` (inference mode)."""
         # predict() cuts only the inputs' token axis, so NER targets (per token) need the full length.
         out = loop.predict(self.strategy, distiller.eval_fn, arrays, self.gbs(self.config.student_distil_batch_size),
-                           trim=self.trim and self.kind != "ner")
+                           trim=self.trim and self.kind not in ("ner", "qa"))
         return float(np.mean(out["loss"]))
 
     # ------------------------------------------------------------------------------------------------ the student
@@ -292,7 +298,7 @@ class Distillation:
                                                     self._teacher_outputs_key(with_representation))
             self._teacher_outputs = TeacherOutputs(self.teacher, self.teacher_cache, self._predict,
                                                    with_representation=with_representation,
-                                                   token_level=self.kind == "ner")
+                                                   token_level=self.kind in ("ner", "qa"))
 
     def stage_variables(self, stage: Stage) -> list:
         """The student variables the stage trains: its groups' variables, each once (frozen word embeddings left

@@ -31,8 +31,8 @@ class Student(keras.Model):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.kind = kind
-        self.token_representations = token_representations or kind == "ner"
-        self.num_labels = 1 if kind == "regression" else num_labels
+        self.token_representations = token_representations or kind in ("ner", "qa")
+        self.num_labels = {"regression": 1, "qa": 2}.get(kind, num_labels)
         self.teacher_hidden_size = teacher_hidden_size
         self.projected_head = projected_head
         self.rate = dropout
@@ -76,7 +76,7 @@ class Student(keras.Model):
             reps = [self.project(i, hidden[-1 - i], training) for i in range(n)]
         if self.projected_head:
             x = reps[0]
-        elif self.kind == "ner":
+        elif self.kind in ("ner", "qa"):  # per-token logits (QA: start and end)
             x = out["sequence_output"]
         else:
             x = out.get("pooled_output", out["sequence_output"][:, 0])
@@ -144,7 +144,7 @@ class Student(keras.Model):
             p = self.projections[0]
             bias = p.bias.numpy() @ kernel + bias
             kernel = p.kernel.numpy() @ kernel
-        if self.projected_head and self.kind != "ner":
+        if self.projected_head and self.kind not in ("ner", "qa"):
             if self.encoder.pooler is None:
                 raise ValueError("a projected classification head exports through a pooler; build the encoder "
                                  "with use_pooler=True")
@@ -153,8 +153,9 @@ class Student(keras.Model):
             self.encoder.pooler.bias.assign(np.zeros(h, np.float32))
             kernel = kernel / _LINEAR_POOLER_SCALE
         model.build()
-        model.head.classifier.kernel.assign(kernel)
-        model.head.classifier.bias.assign(bias)
+        dense = model.head.qa_outputs if self.kind == "qa" else model.head.classifier
+        dense.kernel.assign(kernel)
+        dense.bias.assign(bias)
         return model
 
 

@@ -1,8 +1,9 @@
-"""Evaluation metrics for GLUE and NER.
+"""Evaluation metrics for GLUE, NER and SQuAD.
 
 * :mod:`.glue`: accuracy, F1, Matthews correlation (sklearn), Pearson and Spearman (scipy.stats), GLUE's
   metrics per task and GLUE submission files.
 * :mod:`.ner`: entity precision/recall/F1 exactly as the CoNLL `conlleval` script computes them.
+* :mod:`.squad`: SQuAD exact match and F1 exactly as the official v1.1 and v2.0 evaluation scripts compute them.
 * :mod:`.scoring`: a model's logits on a split scored with its task's metrics; the metric that picks checkpoints.
 
 Importing this package loads neither sklearn, scipy nor TensorFlow: the library scorers are imported on first use.
@@ -12,6 +13,7 @@ from xtremedistil_tf.metrics.glue import (
 )
 from xtremedistil_tf.metrics.ner import get_entities, ner_metrics
 from xtremedistil_tf.metrics.scoring import main_metric, score_logits
+from xtremedistil_tf.metrics.squad import squad_v1_metrics, squad_v2_metrics
 
 __all__ = [
     "accuracy",
@@ -24,6 +26,8 @@ __all__ = [
     "get_entities",
     "ner_metrics",
     "score_logits",
+    "squad_v1_metrics",
+    "squad_v2_metrics",
     "write_glue_predictions",
     "GLUE_TASKS",
 ]

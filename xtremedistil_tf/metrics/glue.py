@@ -160,6 +160,8 @@ def glue_metrics(task: str, predictions: Any, labels: Any) -> dict[str, float]:
     kind = registry.scored_task(name).kind
     if kind == "ner":
         raise ValueError("glue_metrics: 'ner' is scored with ner_metrics(true_tags, predicted_tags)")
+    if kind == "qa":
+        raise ValueError(f"glue_metrics: {name!r} is scored with metrics.squad (squad_v1_metrics, squad_v2_metrics)")
     wanted = registry.metric_names(name)
     if kind == "regression":
         p, t = _scores(predictions, "predictions", name), _scores(labels, "labels", name)

@@ -33,16 +33,32 @@ def score_logits(kind: str, logits: np.ndarray, labels: np.ndarray, *, label_nam
     return out
 
 
+def score_spans(data, features, logits: np.ndarray, *, version_2: bool, n_best_size: int = 20,
+                max_answer_length: int = 30, null_threshold: float = 0.0):
+    """Extractive QA: the answers the span logits ([windows, tokens, 2]) give to the questions of `data` (a
+    `QAData`, windowed as `features`) and their official SQuAD figures (percent; v2.0 also HasAns/NoAns and the
+    best null threshold). Returns (metrics, `data.qa.QAPredictions`)."""
+    from xtremedistil_tf.data.qa import postprocess_qa
+    from xtremedistil_tf.metrics.squad import squad_v1_metrics, squad_v2_metrics
+    preds = postprocess_qa(data.examples, features, logits, n_best_size=n_best_size,
+                           max_answer_length=max_answer_length, version_2=version_2, null_threshold=null_threshold)
+    if version_2:
+        scores = squad_v2_metrics(data.gold, preds.text, na_probs=preds.null_odds)
+    else:
+        scores = squad_v1_metrics(data.gold, preds.text)
+    return {k: float(v) for k, v in scores.items()}, preds
+
+
 def main_metric(task: str, glue_task: str = "") -> str:
     """The key of the scores that picks the best checkpoint.
 
-    Called with a task kind (as the trainers do: ``main_metric(kind, glue_task)``): f1 for NER, pearson for
+    Called with a task kind (as the trainers do: ``main_metric(kind, glue_task)``): f1 for NER and QA, pearson for
     regression, and for classification the GLUE task's main metric, or accuracy without a GLUE task. Called with
     a task name (``main_metric("cola")``): that task's main metric, as listed in the registry (mcc for CoLA/AX,
     pearson for STS-B, f1 for MRPC/QQP/NER, accuracy otherwise); an unknown name is a ValueError.
     """
     if task in registry.KINDS:
-        if task == "ner":
+        if task in ("ner", "qa"):
             return "f1"
         if task == "regression":
             return "pearson"

@@ -3,8 +3,9 @@
 Head styles follow the Hugging Face task models so a fine-tuned teacher's head loads and a student's head exports:
 `bert` (dropout -> classifier on the pooled output, or on the first token when there is no pooler), `roberta` and
 `electra` (dense -> activation -> out_proj on the first token), `distilbert` (pre_classifier -> ReLU -> classifier).
-Token classification is dropout -> classifier on every token. The Hugging Face weight names of each style are
-converter knowledge and live in `xtremedistil_tf.convert.names.HEAD_NAME_MAPS`.
+Token classification is dropout -> classifier on every token; extractive question answering (`qa`) is one linear
+layer giving a start and an end logit per token, as Hugging Face's `*ForQuestionAnswering`. The Hugging Face
+weight names of each style are converter knowledge and live in `xtremedistil_tf.convert.names`.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import tensorflow as tf
 from xtremedistil_tf.models.encoder import Encoder
 from xtremedistil_tf.models.layers import _init, gelu
 
-TASK_KINDS = ("classification", "regression", "ner")
+TASK_KINDS = ("classification", "regression", "ner", "qa")
 HEAD_STYLES = ("bert", "roberta", "electra", "distilbert")
 
 
@@ -89,6 +90,29 @@ class TaggingHead(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="xtremedistil_tf")
+class SpanHead(keras.layers.Layer):
+    """Start and end logits of an answer span, [batch, tokens, 2] (`qa_outputs`, no dropout, as Hugging Face)."""
+
+    def __init__(self, hidden_size, initializer_range=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size, self.initializer_range = hidden_size, initializer_range
+        self.rate = 0.0
+        self.qa_outputs = keras.layers.Dense(2, kernel_initializer=_init(initializer_range), name="qa_outputs",
+                                             dtype="float32")
+        self.style = "bert"
+
+    def build(self, input_shape=None):
+        self.qa_outputs.build((None, None, self.hidden_size))
+        self.built = True
+
+    def call(self, encoder_outputs, training=False):
+        return self.qa_outputs(encoder_outputs["sequence_output"])
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_size": self.hidden_size, "initializer_range": self.initializer_range}
+
+
+@keras.saving.register_keras_serializable(package="xtremedistil_tf")
 class TaskModel(keras.Model):
     """Encoder + head. Returns the encoder's outputs plus `logits` (float32 under any precision policy)."""
 
@@ -99,10 +123,12 @@ class TaskModel(keras.Model):
             raise ValueError(f"unknown task kind {kind!r}; expected one of {TASK_KINDS}")
         self.encoder = encoder
         self.kind = kind
-        self.num_labels = 1 if kind == "regression" else num_labels
+        self.num_labels = {"regression": 1, "qa": 2}.get(kind, num_labels)
         rate = encoder.dropout_rate if dropout is None else dropout
         self.head_style = head_style or default_head_style(encoder.architecture)
-        if kind == "ner":
+        if kind == "qa":
+            self.head = SpanHead(encoder.hidden_size, encoder.initializer_range, name="head")
+        elif kind == "ner":
             self.head = TaggingHead(encoder.hidden_size, self.num_labels, rate, encoder.initializer_range,
                                     name="head")
         else:

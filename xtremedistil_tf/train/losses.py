@@ -44,8 +44,30 @@ def regression_mse(predictions, targets):
     return tf.square(tf.cast(predictions, "float32")[:, 0] - tf.cast(targets, "float32"))
 
 
+def masked_span_logits(logits, mask=None):
+    """[B, T, 2] start/end logits in float32 with padding positions (mask 0) pushed to -1e9, so a softmax over the
+    tokens gives padding no mass and a batch cut to its longest example gives the same loss as a padded one."""
+    logits = tf.cast(logits, "float32")
+    if mask is None:
+        return logits
+    return logits + (1.0 - tf.cast(mask, "float32"))[:, :, None] * -1e9
+
+
+def span_cross_entropy(logits, labels, mask=None):
+    """Extractive QA: the mean of the start and end cross-entropies over the tokens (Hugging Face's
+    `*ForQuestionAnswering` loss); `labels` [B, 2] holds (start, end) token positions, 0 ([CLS]) for no answer."""
+    logits = masked_span_logits(logits, mask)
+    labels = tf.cast(labels, "int32")
+    start = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels[:, 0], logits=logits[:, :, 0])
+    end = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels[:, 1], logits=logits[:, :, 1])
+    return (start + end) / 2.0
+
+
 def label_loss(kind: str, logits, labels, mask=None):
-    """The hard-label loss of a task: cross-entropy, or MSE for regression."""
+    """The hard-label loss of a task: cross-entropy (over the tokens for start and end with `qa`), or MSE for
+    regression."""
+    if kind == "qa":
+        return span_cross_entropy(logits, labels, mask)
     return regression_mse(logits, labels) if kind == "regression" else cross_entropy(logits, labels, mask)
 
 

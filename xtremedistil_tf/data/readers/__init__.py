@@ -1,6 +1,7 @@
 """Readers for every input format, one module each: the original release's task folders (:mod:`.task_folder`),
 GLUE as distributed (:mod:`.glue`), CoNLL files (:mod:`.conll`) and TFDS (:mod:`.tfds`); :mod:`.common` holds
 what they share.
+SQuAD v1.1/v2.0 JSON files and TFDS ``squad/*`` (:mod:`.squad`) give a :class:`QAData` of :class:`QAExample` rows.
 
 Every reader returns a :class:`TaskData` of :class:`Example` rows. Bad input raises
 :class:`xtremedistil_tf.errors.DataError` whose message names the file, the line and what was expected. Nothing
@@ -36,6 +37,7 @@ from xtremedistil_tf.data.readers.common import (
 )
 from xtremedistil_tf.data.readers.conll import read_conll
 from xtremedistil_tf.data.readers.glue import read_glue
+from xtremedistil_tf.data.readers.squad import QAData, QAExample, read_squad_json, read_tfds_squad
 from xtremedistil_tf.data.readers.task_folder import (
     iter_transfer_file, read_labels_file, read_task_file, read_task_folder,
 )
@@ -47,6 +49,7 @@ from xtremedistil_tf.errors import ConfigError, DataError
 
 __all__ = [
     "CONLL2003_TFDS_TAGS", "ConfigError", "DataError", "Example", "GLUE_LABEL_NAMES", "GLUE_TASKS", "KINDS",
-    "MissingFileError", "TaskData", "count_lines", "glue_task_name", "iter_lines", "iter_transfer_file",
-    "read_conll", "read_glue", "read_labels_file", "read_task_file", "read_task_folder", "read_tfds",
+    "MissingFileError", "QAData", "QAExample", "TaskData", "count_lines", "glue_task_name", "iter_lines",
+    "iter_transfer_file", "read_conll", "read_glue", "read_labels_file", "read_squad_json", "read_task_file",
+    "read_task_folder", "read_tfds", "read_tfds_squad",
 ]
