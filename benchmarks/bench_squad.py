@@ -123,11 +123,11 @@ def main():
 
 
 def report(state: dict) -> str:
-    rows = ["| model | dev EM | dev F1 | HasAns F1 | wall time |", "| --- | --- | --- | --- | --- |"]
+    rows = ["| model | dev EM | dev F1 | best F1 (threshold) | wall time |", "| --- | --- | --- | --- | --- |"]
     for name in ("teacher", "student"):
         if name in state:
             d = state[name]["dev"]
-            rows.append(f"| {name} | {d['exact']:.1f} | {d['f1']:.1f} | {d.get('HasAns_f1', float('nan')):.1f} | "
+            rows.append(f"| {name} | {d['exact']:.1f} | {d['f1']:.1f} | {d['best_f1']:.1f} ({d['best_f1_thresh']:.2f}) | "
                         f"{state[name]['wall_seconds']:.0f} s |")
     return "\n".join(rows)
 

@@ -152,3 +152,18 @@ def test_real_squad_answers_are_recovered(tokenizer, shared_data_dir):
         exact += got == gold
     labelled = int(np.sum(feats.arrays["labels"][:, 0] != NO_ANSWER))
     assert exact / labelled > 0.98  # the rest start or end inside a word piece ("1990s" for "1990")
+
+
+def test_v2_scores_search_the_threshold_over_the_best_spans(tokenizer):
+    from xtremedistil_tf.data.readers.squad import QAData
+    from xtremedistil_tf.metrics.scoring import score_spans
+    feats = featurize_qa(tokenizer, EXAMPLES[:1], max_seq_length=64, doc_stride=16, max_query_length=16)
+    gold = [f for f in range(len(feats)) if feats.arrays["labels"][f, 0] != NO_ANSWER][0]
+    s, e = feats.arrays["labels"][gold]
+    logits = _logits_for(feats, {gold: (s, e, 2.0)}, null=3.0)  # null 6 beats the right span 4 by 2
+    data = QAData(list(EXAMPLES[:1]), "x", "2.0")
+    scores, preds = score_spans(data, feats, logits, version_2=True)
+    assert preds.text == {"q1": ""} and scores["exact"] == 0.0 and scores["f1"] == 0.0
+    assert scores["best_exact"] == 100.0 and scores["best_f1_thresh"] == pytest.approx(2.0)
+    at_3, _ = score_spans(data, feats, logits, version_2=True, null_threshold=3.0)
+    assert at_3["exact"] == 100.0

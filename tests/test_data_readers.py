@@ -5,11 +5,22 @@ import logging
 import types
 
 import pytest
+from reader_helpers import raises_at
 
 from xtremedistil_tf.data import registry
 from xtremedistil_tf.data.readers import (
-    CONLL2003_TFDS_TAGS, GLUE_LABEL_NAMES, DataError, Example, MissingFileError, count_lines, iter_transfer_file,
-    read_conll, read_glue, read_task_file, read_task_folder, read_tfds,
+    CONLL2003_TFDS_TAGS,
+    GLUE_LABEL_NAMES,
+    DataError,
+    Example,
+    MissingFileError,
+    count_lines,
+    iter_transfer_file,
+    read_conll,
+    read_glue,
+    read_task_file,
+    read_task_folder,
+    read_tfds,
 )
 
 
@@ -20,26 +31,6 @@ def write(folder, name, content) -> str:
         content = content.encode("utf-8")
     path.write_bytes(content)
     return str(path)
-
-
-def raises_at(path, line, match=None):
-    """Context: a DataError naming `path` and `line` (and matching `match`)."""
-
-    class _Ctx:
-        def __enter__(self):
-            self._ctx = pytest.raises(DataError, match=match)
-            self.info = self._ctx.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            ok = self._ctx.__exit__(*exc)
-            err = self.info.value
-            assert err.path == path and err.line == line, (err.path, err.line, str(err))
-            where = f"{path}:{line}" if line is not None else path
-            assert str(err).startswith(where), str(err)
-            return ok
-
-    return _Ctx()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -312,7 +303,7 @@ def test_glue_errors(tmp_path):
     p = write(tmp_path / "SST-2", "train.tsv", f"text{t}label\nok{t}1\n")
     with raises_at(p, 1, "expected a header with column.s. 'sentence'"):
         read_glue("sst2", str(tmp_path))
-    p = write(tmp_path / "SST-2", "train.tsv", f"sentence\nok\n")
+    p = write(tmp_path / "SST-2", "train.tsv", "sentence\nok\n")
     with raises_at(p, 1, "expected a 'label' label column"):
         read_glue("sst2", str(tmp_path))
     p = write(tmp_path / "SST-2", "train.tsv", "sentence\tlabel\n")

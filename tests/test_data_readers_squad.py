@@ -7,8 +7,15 @@ import json
 import logging
 
 import pytest
+from reader_helpers import raises_at
 
-from xtremedistil_tf.data.readers import MissingFileError, QAData, QAExample, read_squad_json, read_tfds_squad
+from xtremedistil_tf.data.readers import (
+    MissingFileError,
+    QAData,
+    QAExample,
+    read_squad_json,
+    read_tfds_squad,
+)
 from xtremedistil_tf.errors import DataError
 
 CTX_A = "The Ash flows through Brontis. Its mayor is Ada Lind, elected in 1990."
@@ -51,26 +58,6 @@ def id_line(path: str, qid: str, occurrence: int = 0) -> int:
     """1-based line of the `occurrence`-th `"id": "<qid>"` in the file."""
     lines = [n for n, line in enumerate(open(path, encoding="utf-8"), 1) if f'"id": "{qid}"' in line]
     return lines[occurrence]
-
-
-def raises_at(path, line, match=None):
-    """Context: a DataError naming `path` and `line` (and matching `match`)."""
-
-    class _Ctx:
-        def __enter__(self):
-            self._ctx = pytest.raises(DataError, match=match)
-            self.info = self._ctx.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            ok = self._ctx.__exit__(*exc)
-            err = self.info.value
-            assert err.path == path and err.line == line, (err.path, err.line, str(err))
-            where = f"{path}:{line}" if line is not None else path
-            assert str(err).startswith(where + ":"), str(err)
-            return ok
-
-    return _Ctx()
 
 
 # ------------------------------------------------------------------------------------------------------------

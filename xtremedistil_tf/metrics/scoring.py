@@ -43,7 +43,9 @@ def score_spans(data, features, logits: np.ndarray, *, version_2: bool, n_best_s
     preds = postprocess_qa(data.examples, features, logits, n_best_size=n_best_size,
                            max_answer_length=max_answer_length, version_2=version_2, null_threshold=null_threshold)
     if version_2:
-        scores = squad_v2_metrics(data.gold, preds.text, na_probs=preds.null_odds)
+        # The best spans with their null odds, thresholded by the evaluation itself: the same plain figures as the
+        # thresholded answers, and a best-threshold search that can also turn a null back into its span.
+        scores = squad_v2_metrics(data.gold, preds.best_span, na_probs=preds.null_odds, na_prob_thresh=null_threshold)
     else:
         scores = squad_v1_metrics(data.gold, preds.text)
     return {k: float(v) for k, v in scores.items()}, preds
