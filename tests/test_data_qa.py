@@ -2,7 +2,6 @@
 span back out of the context across overlapping windows."""
 import numpy as np
 import pytest
-from xtremedistil_tf.data.readers.squad import QAExample
 
 from xtremedistil_tf.data.qa import (
     NO_ANSWER,
@@ -10,6 +9,7 @@ from xtremedistil_tf.data.qa import (
     featurize_qa,
     postprocess_qa,
 )
+from xtremedistil_tf.data.readers.squad import QAExample
 from xtremedistil_tf.errors import ConfigError
 
 CONTEXT = ("The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, a region in "
