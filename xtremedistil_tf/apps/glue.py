@@ -31,6 +31,7 @@ from xtremedistil_tf.config import RuntimeConfig, option
 from xtremedistil_tf.distill.outputs import STUDENT_CONFIG, STUDENT_WEIGHTS
 from xtremedistil_tf.errors import ConfigError, UserError
 from xtremedistil_tf.models.encoder import INPUT_NAMES
+from xtremedistil_tf.models.heads import TOKEN_KINDS
 
 TASKS = registry.GLUE_TASKS + ("ner",)
 # File names the GLUE server expects in a submission zip.
@@ -336,7 +337,6 @@ class GlueRun:
         c = self.config
         self.tokenizer = load_tokenizer(self.model_info.tokenizer_source)
         featurizer = Featurizer(self.tokenizer, c.seq_len, pad_to="longest")
-        encoder = self.model.encoder
         self.arrays = {}
         for split in ("train", *self.eval_splits, *self.test_splits):
             data = self.task.splits[split]
@@ -346,11 +346,16 @@ class GlueRun:
             stats = featurizer.last_stats
             logging.info("%s: %d examples, %d truncated, padded to %d tokens", split, stats["num_examples"],
                          stats["num_truncated"], stats["padded_length"])
-            top = int(arrays["input_ids"].max()) if arrays["input_ids"].size else 0
-            if top >= encoder.vocab_size:
-                raise ConfigError(f"the tokenizer {self.model_info.tokenizer_source} gives token id {top}, beyond the "
-                                  f"model's vocabulary of {encoder.vocab_size}: tokenizer and model do not match")
+            self.check_token_ids(arrays)
             self.arrays[split] = arrays
+
+    def check_token_ids(self, arrays: dict) -> None:
+        """ConfigError when the tokenizer's ids overflow the model's vocabulary (a tokenizer that does not match)."""
+        vocab = self.model.encoder.vocab_size
+        top = int(arrays["input_ids"].max(initial=0))
+        if top >= vocab:
+            raise ConfigError(f"the tokenizer {self.model_info.tokenizer_source} gives token id {top}, beyond the "
+                              f"model's vocabulary of {vocab}: tokenizer and model do not match")
 
     # ------------------------------------------------------------------------------------------------ model
     def build_model(self):
@@ -383,7 +388,7 @@ class GlueRun:
         arrays = self.arrays[split]
         return loop.predict(self.strategy, self._logits_fn, {k: arrays[k] for k in INPUT_NAMES},
                             self.gbs(self.config.eval_batch_size), trim=self.trim,
-                            token_outputs=("logits",) if self.kind in ("ner", "qa") else ())["logits"]
+                            token_outputs=("logits",) if self.kind in TOKEN_KINDS else ())["logits"]
 
     def evaluate(self, split: str, logits: np.ndarray | None = None) -> dict:
         """The split's metrics; NER over every word (a word lost to truncation counts as predicted O)."""
@@ -432,7 +437,7 @@ class GlueRun:
         steps_per_epoch = n // gbs if n >= gbs else 1
         total_steps = steps_per_epoch * c.epochs
         variables = model.trainable_variables
-        if kind in ("ner", "qa") and model.encoder.pooler is not None:  # token heads do not use the pooler
+        if kind in TOKEN_KINDS and model.encoder.pooler is not None:  # token heads do not use the pooler
             pooler = model.encoder.pooler.weights
             variables = [v for v in variables if all(v is not p for p in pooler)]
         with self.strategy.scope():
@@ -449,7 +454,7 @@ class GlueRun:
                      "%g (%s schedule), patience %d", n, c.epochs, steps_per_epoch, gbs, c.learning_rate,
                      c.lr_schedule, c.patience)
         trainer = Trainer(self.strategy, seed=c.seed, jit_compile=c.jit_compile, log_every=c.log_every)
-        result = trainer.fit(c.task, LossModel(model, [LabelLoss(kind)], token_mask=kind in ("ner", "qa")),
+        result = trainer.fit(c.task, LossModel(model, [LabelLoss(kind)], token_mask=kind in TOKEN_KINDS),
                              variables=variables, optimizer=optimizer, batching=batching,
                              checkpoint_dir=self._path(CHECKPOINT_DIR), load_chunk=lambda _: {"train": train},
                              score=lambda _: self.dev_score(), epochs=c.epochs, patience=c.patience)

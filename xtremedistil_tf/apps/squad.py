@@ -93,7 +93,7 @@ class SquadRun(GlueRun):
 
     def load_data(self):
         """Reads train and dev (files, else TFDS), samples train with --max_train_examples."""
-        from xtremedistil_tf.data.readers.squad import read_tfds_squad
+        from xtremedistil_tf.data.tasks import load_qa_task
         c = self.config
         version_2 = c.task == "squad_v2"
         if c.train_file:
@@ -102,9 +102,8 @@ class SquadRun(GlueRun):
         else:
             name = registry.TASKS[c.task].tfds_name
             logging.info("no --train_file: reading TFDS %s", name)
-            tfds_dir = c.tfds_data_dir or None
-            train = read_tfds_squad(name, "train", data_dir=tfds_dir)
-            dev = read_tfds_squad(name, "validation", data_dir=tfds_dir)
+            splits = load_qa_task(name, tfds_data_dir=c.tfds_data_dir or None).splits
+            train, dev = splits["train"], splits["dev"]
             source = f"tfds:{name}"
         if not version_2 and any(e.is_impossible for d in (train, dev) for e in d.examples):
             raise ConfigError(f"{source} has unanswerable questions (SQuAD v2.0); use --task=squad_v2")
@@ -132,11 +131,7 @@ class SquadRun(GlueRun):
             feats = featurize_qa(self.tokenizer, self.task.splits[split].examples, max_seq_length=c.seq_len,
                                  doc_stride=c.doc_stride, max_query_length=c.max_query_length,
                                  with_labels=split == "train", name=split)
-            top = int(feats.arrays["input_ids"].max(initial=0))
-            if top >= self.model.encoder.vocab_size:
-                raise ConfigError(f"the tokenizer {self.model_info.tokenizer_source} gives token id {top}, beyond the "
-                                  f"model's vocabulary of {self.model.encoder.vocab_size}: tokenizer and model do "
-                                  "not match")
+            self.check_token_ids(feats.arrays)
             self.features[split], self.arrays[split], self.feature_stats[split] = feats, feats.arrays, feats.stats
 
     def score(self, split: str, logits: np.ndarray | None = None):

@@ -28,7 +28,7 @@ from xtremedistil_tf.convert.hf import (encoder_state_dict, head_state_dict, hf_
 from xtremedistil_tf.errors import CheckpointError, UserError
 from xtremedistil_tf.io import atomic_dir, write_json
 from xtremedistil_tf.models.encoder import INPUT_NAMES, Encoder
-from xtremedistil_tf.models.heads import TaskModel, default_head_style
+from xtremedistil_tf.models.heads import TOKEN_KINDS, TaskModel, default_head_style
 from xtremedistil_tf.models.saving import load_weights, model_from_spec, model_spec, write_weights
 
 KERAS_CONFIG = "keras_config.json"
@@ -143,7 +143,7 @@ def hf_state_dict(model) -> dict[str, np.ndarray]:
     if task is None:
         return encoder_state_dict(encoder)
     arch = encoder.architecture
-    if task.kind not in ("ner", "qa") and task.head_style != default_head_style(arch):
+    if task.kind not in TOKEN_KINDS and task.head_style != default_head_style(arch):
         raise UserError(f"a {task.head_style!r} head on a {arch} encoder has no Hugging Face class; export the "
                         "encoder alone or use the architecture's own head style")
     state = encoder_state_dict(encoder, prefix=names.NAME_MAPS[arch][0] + ".")
@@ -151,7 +151,7 @@ def hf_state_dict(model) -> dict[str, np.ndarray]:
     if (arch, task.kind) in _NO_POOLER_TASKS:
         for k in pooler_keys:
             del state[k]
-    elif arch == "bert" and task.kind not in ("ner", "qa") and not pooler_keys:
+    elif arch == "bert" and task.kind not in TOKEN_KINDS and not pooler_keys:
         raise UserError("BertForSequenceClassification needs a pooler, and this encoder has none (its head reads "
                         "the first token); export the encoder alone, or build the encoder with use_pooler=True")
     state.update(head_state_dict(task))

@@ -30,6 +30,7 @@ from xtremedistil_tf.metrics import main_metric, score_logits
 from xtremedistil_tf.data.tasks import load_task
 from xtremedistil_tf.convert.hf import load_hf_head
 from xtremedistil_tf.models.encoder import INPUT_NAMES
+from xtremedistil_tf.models.heads import TOKEN_KINDS
 from xtremedistil_tf.models.saving import load_model, save_model
 from xtremedistil_tf.train import loop
 from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
@@ -234,7 +235,7 @@ class Distillation:
         """`model`'s (teacher or student) metrics on a labelled split."""
         arrays = self.arrays[split]
         out = self._predict(self._logits_fn(model), {k: arrays[k] for k in INPUT_NAMES},
-                            ("logits",) if self.kind in ("ner", "qa") else ())
+                            ("logits",) if self.kind in TOKEN_KINDS else ())
         if self.kind == "qa":
             from xtremedistil_tf.metrics.scoring import score_spans
             c = self.config
@@ -259,7 +260,7 @@ class Distillation:
         """The mean per-example loss of `distiller`'s stage over `arrays` (inference mode)."""
         # predict() cuts only the inputs' token axis, so NER targets (per token) need the full length.
         out = loop.predict(self.strategy, distiller.eval_fn, arrays, self.gbs(self.config.student_distil_batch_size),
-                           trim=self.trim and self.kind not in ("ner", "qa"))
+                           trim=self.trim and self.kind not in TOKEN_KINDS)
         return float(np.mean(out["loss"]))
 
     # ------------------------------------------------------------------------------------------------ the student
@@ -298,7 +299,7 @@ class Distillation:
                                                     self._teacher_outputs_key(with_representation))
             self._teacher_outputs = TeacherOutputs(self.teacher, self.teacher_cache, self._predict,
                                                    with_representation=with_representation,
-                                                   token_level=self.kind in ("ner", "qa"))
+                                                   token_level=self.kind in TOKEN_KINDS)
 
     def stage_variables(self, stage: Stage) -> list:
         """The student variables the stage trains: its groups' variables, each once (frozen word embeddings left

@@ -12,7 +12,7 @@ import numpy as np
 from absl import logging
 
 from xtremedistil_tf.models.encoder import Encoder
-from xtremedistil_tf.models.heads import TaskModel
+from xtremedistil_tf.models.heads import TOKEN_KINDS, TaskModel
 from xtremedistil_tf.models.layers import _init
 
 # Pooler weight used to pass the first token through tanh almost linearly when exporting a projected head.
@@ -31,7 +31,7 @@ class Student(keras.Model):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.kind = kind
-        self.token_representations = token_representations or kind in ("ner", "qa")
+        self.token_representations = token_representations or kind in TOKEN_KINDS
         self.num_labels = {"regression": 1, "qa": 2}.get(kind, num_labels)
         self.teacher_hidden_size = teacher_hidden_size
         self.projected_head = projected_head
@@ -76,7 +76,7 @@ class Student(keras.Model):
             reps = [self.project(i, hidden[-1 - i], training) for i in range(n)]
         if self.projected_head:
             x = reps[0]
-        elif self.kind in ("ner", "qa"):  # per-token logits (QA: start and end)
+        elif self.kind in TOKEN_KINDS:  # per-token logits (QA: start and end)
             x = out["sequence_output"]
         else:
             x = out.get("pooled_output", out["sequence_output"][:, 0])
@@ -144,7 +144,7 @@ class Student(keras.Model):
             p = self.projections[0]
             bias = p.bias.numpy() @ kernel + bias
             kernel = p.kernel.numpy() @ kernel
-        if self.projected_head and self.kind not in ("ner", "qa"):
+        if self.projected_head and self.kind not in TOKEN_KINDS:
             if self.encoder.pooler is None:
                 raise ValueError("a projected classification head exports through a pooler; build the encoder "
                                  "with use_pooler=True")

@@ -16,6 +16,9 @@ from xtremedistil_tf.models.encoder import Encoder
 from xtremedistil_tf.models.layers import _init, gelu
 
 TASK_KINDS = ("classification", "regression", "ner", "qa")
+#: Kinds whose head gives logits for every token (a tagger; a span head's start and end): no pooler, a fixed HF
+#: head, padding masked in the loss, logits padded back to the full length when batches are trimmed.
+TOKEN_KINDS = ("ner", "qa")
 HEAD_STYLES = ("bert", "roberta", "electra", "distilbert")
 
 

@@ -170,7 +170,7 @@ def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_
         ds = ds.map(lambda b: trim_batch(b, seq_len, tuple(k for k in INPUT_NAMES if k in padded)))
     ds = distribute(strategy, ds)
 
-    run = _compiled_predict(strategy, fn, getattr(ds, "element_spec", None))
+    run = _compiled_predict(strategy, fn, ds.element_spec)
     chunks: dict[str, list] = {}
     for batch in ds:
         for k, v in run(batch).items():
@@ -189,7 +189,7 @@ def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_
 _PREDICT_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _compiled_predict(strategy, fn, spec=None):
+def _compiled_predict(strategy, fn, spec):
     """One tf.function per (fn, strategy, batch spec), so repeated evaluations reuse the trace; with the spec's
     unknown length, batches trimmed to different lengths share one graph instead of tracing one per length."""
     per_fn = _PREDICT_CACHE.setdefault(fn, {})
@@ -202,6 +202,5 @@ def _compiled_predict(strategy, fn, spec=None):
         def run(batch):
             out = strategy.run(fn_ref(), args=(batch,))
             return {k: strategy.gather(v, axis=0) for k, v in out.items()}
-        per_fn[key] = (tf.function(run, input_signature=[spec]) if spec is not None
-                       else tf.function(run, reduce_retracing=True))
+        per_fn[key] = tf.function(run, input_signature=[spec])
     return per_fn[key]
