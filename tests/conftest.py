@@ -46,14 +46,22 @@ def shared_data_dir() -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _restore_absl_logging():
-    """Command-line entry points called in-process set absl's verbosity (convert's quiet mode sets ERROR);
-    restore it so later tests that read logs through caplog see them."""
+@pytest.fixture(scope="session")
+def _absl_logging_at_start():
+    """absl's logging state when the session started."""
     from absl import logging as absl_logging
     logger = absl_logging.get_absl_logger()
-    verbosity, level, propagate = absl_logging.get_verbosity(), logger.level, logger.propagate
-    handlers = list(logger.handlers)
+    return absl_logging.get_verbosity(), logger.level, logger.propagate, list(logger.handlers)
+
+
+@pytest.fixture(autouse=True)
+def _restore_absl_logging(_absl_logging_at_start):
+    """Command-line entry points called in-process set absl's verbosity (convert's quiet mode sets ERROR), and
+    runs made in module-scoped fixtures raise absl's logger level; restore the session's starting state after
+    every test, so later tests that read logs through caplog see them."""
+    from absl import logging as absl_logging
+    logger = absl_logging.get_absl_logger()
+    verbosity, level, propagate, handlers = _absl_logging_at_start
     yield
     absl_logging.set_verbosity(verbosity)
     logger.setLevel(level)

@@ -32,6 +32,11 @@ WRITES_INTO_ATOMIC = {
     ("xtremedistil_tf/convert/export.py", "write_tokenizer"),  # called inside export_*'s atomic_dir only
     ("xtremedistil_tf/data/pipeline.py", "open_shard"),  # enters xio.atomic_path by hand (a shard stays open)
     ("xtremedistil_tf/train/checkpoint.py", "save"),  # the whole checkpoint folder is one atomic_dir
+    # The file-system layer's primitives, and the commit steps built on them (uploads under temporary names,
+    # the store's copies onto final names, downloads into scratch folders).
+    ("xtremedistil_tf/fs.py", "copy"), ("xtremedistil_tf/fs.py", "local_copy"),
+    ("xtremedistil_tf/io.py", "_upload"), ("xtremedistil_tf/io.py", "_publish"), ("xtremedistil_tf/io.py", "_swap_in"),
+    ("xtremedistil_tf/io.py", "__init__"),  # LogFileHandler: a rerun's remote log downloaded to continue it
 }
 
 

@@ -1,33 +1,74 @@
-"""Atomic file writes and the run-folder layout.
+"""Crash-safe writes on any file system (through `xtremedistil_tf.fs`), and the clean-up after a crash.
 
-Every file a run writes goes through here: written to a temporary file in the same folder, flushed and fsynced,
-then renamed over the target, so a crash never leaves a half-written file under the final name.
+On the local disk a file or folder is written under a temporary name beside its target (`.name.XXXX.tmp...`),
+fsynced and renamed over it: a reader sees the old version or the whole new one. Object stores (gs://; ram://
+stands in for them in tests) cannot rename atomically, so there a write is new-then-commit:
+
+- a file is written locally, uploaded as `.name.XXXX.tmp...` and copied onto `name` by the store (an object
+  appears whole or not at all); the temporary object is then removed;
+- a folder is written locally, uploaded as `.name.XXXX.tmp/` and sealed by COMMIT_MARKER (its files and sizes),
+  written last. `name/` then loses its own marker, gets the sealed files, and gets the marker back last.
+  Readers trust a folder only while its marker is there (`committed`), and `clean_stale_temporaries` finishes
+  the commit of a sealed copy whose target is not committed, and removes every other leftover.
+
+Files and folders get the modes `open()` and `mkdir` give (0666 / 0777 minus the umask), so other users and
+serving containers can read what a run exports.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import secrets
 import shutil
 import tempfile
+import time
 from typing import Any, Iterator
 
 import numpy as np
 
+from xtremedistil_tf import fs
 
+COMMIT_MARKER = ".committed.json"
+
+
+def _suffix(base: str) -> str:
+    # Keep the suffix: some writers (Keras' save_weights) insist on it.
+    return ".weights.h5" if base.endswith(".weights.h5") else os.path.splitext(base)[1]
+
+
+def _temp_name(base: str, suffix: str = "") -> str:
+    return f".{base}.{secrets.token_hex(4)}.tmp{suffix}"
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and (".tmp" in name or name.endswith(".old"))
+
+
+# ------------------------------------------------------------------------------------------------------ files
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
-    """Yields a temporary path beside `path`; renames it onto `path` only if the block finishes."""
+    """Yields a local temporary path to write `path`'s new content to; it becomes `path` only if the block
+    finishes (on an object store: by the upload-then-copy commit)."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    base = fs.basename(path)
+    if fs.is_remote(path):
+        scratch = tempfile.mkdtemp(prefix="xtremedistil-write-")
+        try:
+            tmp = os.path.join(scratch, base)
+            yield tmp
+            _upload(tmp, path)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
+    path = fs.abspath(path)
+    folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    base = os.path.basename(path)
-    # Keep the suffix: some writers (Keras' save_weights) insist on it.
-    suffix = ".weights.h5" if base.endswith(".weights.h5") else os.path.splitext(base)[1]
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder)
-    os.close(fd)
+    tmp = _new_local_file(folder, base)
     try:
         yield tmp
+        os.chmod(tmp, _default_modes()[0])  # some writers replace the file with a private one
         _fsync_file(tmp)
         os.replace(tmp, path)
         _fsync_dir(folder)
@@ -37,36 +78,45 @@ def atomic_path(path: str) -> Iterator[str]:
         raise
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str) -> Iterator[str]:
-    """Yields a temporary folder beside `path`; swaps it in for `path` only if the block finishes."""
-    path = os.path.abspath(os.fspath(path))
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+def _default_modes() -> tuple[int, int]:
+    """The modes open() and mkdir give a new file and folder under the current umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask, 0o777 & ~umask
+
+
+def _new_local_file(folder: str, base: str) -> str:
+    """Creates an empty temporary file beside the target with the mode open() would give (not mkstemp's 0600)."""
+    while True:
+        tmp = os.path.join(folder, _temp_name(base, _suffix(base)))
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _upload(local: str, path: str) -> None:
+    """Commits a finished local file to `path` on an object store: upload under a temporary name (an upload cut
+    short leaves only that), then the store's own copy onto `path`, then the temporary object is removed."""
+    staged = fs.join(fs.dirname(path), _temp_name(fs.basename(path), _suffix(fs.basename(path))))
+    fs.makedirs(fs.dirname(path))
     try:
-        yield tmp
-        for root, _, files in os.walk(tmp):
-            for name in files:
-                _fsync_file(os.path.join(root, name))
-        old = None
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old", dir=parent)
-            os.rmdir(old)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        _fsync_dir(parent)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        fs.copy(local, staged)
+        fs.copy(staged, path)
+    finally:
+        fs.remove(staged)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Writes `data` to `path` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def write_text(path: str, text: str) -> None:
     """Writes `text` as UTF-8 to `path` atomically, so readers see the old file or the whole new one."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str, obj: Any) -> None:
@@ -77,8 +127,7 @@ def write_json(path: str, obj: Any) -> None:
 def read_json(path: str) -> Any:
     """Parses a JSON file; a file that is not valid UTF-8 JSON raises CheckpointError (a UserError, and a
     ValueError) naming it, so a damaged state file is one clear message, not a traceback."""
-    with open(path, "rb") as f:
-        data = f.read()
+    data = fs.read_bytes(path)
     try:
         return json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -93,15 +142,140 @@ def save_npy(path: str, array: np.ndarray) -> None:
         np.save(f, array)
 
 
-def clean_stale_temporaries(folder: str) -> int:
-    """Removes `.name.*.tmp*` leftovers of writes interrupted by a crash; returns how many were removed.
+def load_npy(path: str) -> np.ndarray:
+    """Reads an .npy array (never pickled objects)."""
+    with fs.open(path, "rb") as f:
+        return np.load(f, allow_pickle=False)
 
-    A crash inside `atomic_dir`'s swap (the old folder moved aside, the new one not yet in place) leaves the old
-    folder as `.name.XXXX.old` and no `name`: that previous version is complete, so it is put back, not removed.
+
+def load_npz(path: str) -> dict[str, np.ndarray]:
+    """Reads every array of an .npz archive, in the archive's order (never pickled objects)."""
+    with fs.open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+# ---------------------------------------------------------------------------------------------------- folders
+@contextlib.contextmanager
+def atomic_dir(path: str) -> Iterator[str]:
+    """Yields a local temporary folder; it replaces the folder `path` as a whole only if the block finishes."""
+    path = os.fspath(path)
+    if fs.is_remote(path):
+        scratch = tempfile.mkdtemp(prefix="xtremedistil-write-")
+        try:
+            tmp = os.path.join(scratch, fs.basename(path))
+            os.mkdir(tmp)
+            yield tmp
+            _publish(tmp, path)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
+    path = fs.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = _new_local_dir(parent, os.path.basename(path), ".tmp")
+    try:
+        yield tmp
+        file_mode, dir_mode = _default_modes()
+        for root, _, files in os.walk(tmp):
+            os.chmod(root, dir_mode)
+            for name in files:  # writers such as safetensors create private (0600) files
+                os.chmod(os.path.join(root, name), file_mode)
+                _fsync_file(os.path.join(root, name))
+        old = None
+        if os.path.exists(path):
+            old = _new_local_dir(parent, os.path.basename(path), ".old")
+            os.rmdir(old)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        _fsync_dir(parent)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _new_local_dir(parent: str, base: str, suffix: str) -> str:
+    """Creates a temporary folder beside the target with the mode mkdir would give (not mkdtemp's 0700)."""
+    while True:
+        tmp = os.path.join(parent, f".{base}.{secrets.token_hex(4)}{suffix}")
+        try:
+            os.mkdir(tmp, 0o777)
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _publish(local: str, path: str) -> None:
+    """Commits a finished local folder to `path` on an object store (see the module docstring)."""
+    sealed = fs.join(fs.dirname(path), _temp_name(fs.basename(path)))
+    files = {}
+    for root, _, names in os.walk(local):
+        rel_root = os.path.relpath(root, local)
+        for name in sorted(names):
+            rel = name if rel_root == "." else f"{rel_root.replace(os.sep, '/')}/{name}"
+            target = fs.join(sealed, rel)
+            fs.makedirs(fs.dirname(target))
+            fs.copy(os.path.join(root, name), target)
+            files[rel] = os.path.getsize(os.path.join(root, name))
+    write_json(fs.join(sealed, COMMIT_MARKER), {"files": files})
+    _swap_in(sealed, path, files)
+
+
+def _swap_in(sealed: str, path: str, files: dict[str, int]) -> None:
+    """Replaces `path` by the sealed copy: un-commit, replace the files, commit (marker last), drop the copy."""
+    fs.remove(fs.join(path, COMMIT_MARKER))
+    fs.rmtree(path)
+    for rel in files:
+        target = fs.join(path, rel)
+        fs.makedirs(fs.dirname(target))
+        fs.copy(fs.join(sealed, rel), target)
+    fs.copy(fs.join(sealed, COMMIT_MARKER), fs.join(path, COMMIT_MARKER))
+    _discard(sealed)
+
+
+def _discard(sealed: str) -> None:
+    fs.remove(fs.join(sealed, COMMIT_MARKER))  # first: a half-removed copy must never look sealed
+    fs.rmtree(sealed)
+
+
+def _sealed_files(folder: str) -> dict[str, int] | None:
+    """The files a folder's COMMIT_MARKER lists, if the marker is there and every file is, at its size."""
+    try:
+        doc = json.loads(fs.read_bytes(fs.join(folder, COMMIT_MARKER)).decode("utf-8"))
+        files = {str(k): int(v) for k, v in doc["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    for rel, n in files.items():
+        try:
+            if fs.size(fs.join(folder, rel)) != n:
+                return None
+        except OSError:
+            return None
+    return files
+
+
+def committed(folder: str) -> bool:
+    """Whether a folder written by atomic_dir can be trusted: on the local disk, that it exists (the rename was
+    the commit); on an object store, that its commit marker and every file it lists are there."""
+    if not fs.is_remote(folder):
+        return fs.isdir(folder)
+    return _sealed_files(folder) is not None
+
+
+# -------------------------------------------------------------------------------------------------- clean-up
+def clean_stale_temporaries(folder: str) -> int:
+    """Removes the leftovers of writes interrupted by a crash; returns how many were handled.
+
+    Local: a crash inside `atomic_dir`'s swap (the old folder moved aside, the new one not yet in place) leaves
+    the old folder as `.name.XXXX.old` and no `name`: that previous version is complete, so it is put back.
+    Object store: a sealed `.name.XXXX.tmp/` whose `name/` is not committed is committed now.
     """
-    removed = 0
-    if not os.path.isdir(folder):
+    if not fs.isdir(folder):
         return 0
+    if fs.is_remote(folder):
+        return _clean_remote(folder)
+    removed = 0
     for root, dirs, files in os.walk(folder):
         for name in list(dirs):
             target = _swapped_out_target(root, name)
@@ -111,7 +285,7 @@ def clean_stale_temporaries(folder: str) -> int:
                 dirs.append(os.path.basename(target))
                 removed += 1
         for name in list(files) + list(dirs):
-            if name.startswith(".") and (".tmp" in name or name.endswith(".old")):
+            if _is_temporary(name):
                 full = os.path.join(root, name)
                 if os.path.isdir(full):
                     shutil.rmtree(full, ignore_errors=True)
@@ -123,6 +297,25 @@ def clean_stale_temporaries(folder: str) -> int:
     return removed
 
 
+def _clean_remote(folder: str) -> int:
+    handled = 0
+    for root, dirs, files in fs.walk(folder):
+        for name in [d for d in dirs if _is_temporary(d)]:
+            dirs.remove(name)
+            tmp, target = fs.join(root, name), fs.join(root, name[1:].rpartition(".tmp")[0].rpartition(".")[0])
+            files_of = _sealed_files(tmp)
+            if files_of is not None and not committed(target):
+                _swap_in(tmp, target, files_of)
+            else:
+                _discard(tmp)
+            handled += 1
+        for name in files:
+            if _is_temporary(name):
+                fs.remove(fs.join(root, name))
+                handled += 1
+    return handled
+
+
 def _swapped_out_target(root: str, name: str) -> str | None:
     """For `.base.XXXXXXXX.old` (atomic_dir's previous version) whose `base` is missing: the path of `base`."""
     if not (name.startswith(".") and name.endswith(".old")):
@@ -132,6 +325,52 @@ def _swapped_out_target(root: str, name: str) -> str | None:
     return target if base and not os.path.lexists(target) else None
 
 
+# ------------------------------------------------------------------------------------------------------- logs
+class LogFileHandler(logging.FileHandler):
+    """A logging handler writing to `path` on any file system. Object stores cannot append, so a remote log is
+    written to a local file and copied up (crash-safe) at most every `every` seconds and when closed.
+
+    Args:
+      path: the log file.
+      every: seconds between uploads of a remote log.
+    """
+
+    def __init__(self, path: str, *, every: float = 30.0):
+        self.target = os.fspath(path)
+        self.every = every
+        self._last = 0.0
+        self._scratch = None
+        if fs.is_remote(self.target):
+            self._scratch = tempfile.mkdtemp(prefix="xtremedistil-log-")
+            local = os.path.join(self._scratch, fs.basename(self.target))
+            if fs.exists(self.target):  # a rerun continues the log
+                fs.copy(self.target, local)
+        else:
+            local = fs.abspath(self.target)
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+        super().__init__(local, encoding="utf-8")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        if self._scratch and time.time() - self._last >= self.every:
+            self._push()
+
+    def _push(self) -> None:
+        self._last = time.time()
+        with contextlib.suppress(OSError):
+            self.flush()
+            with atomic_path(self.target) as tmp:
+                shutil.copyfile(self.baseFilename, tmp)
+
+    def close(self) -> None:
+        super().close()
+        if self._scratch:
+            self._push()
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+
+# ------------------------------------------------------------------------------------------------------ misc
 def _fsync_file(path: str) -> None:
     if os.path.isdir(path):
         return

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging as py_logging
-import os
-import shutil
 import tempfile
 import time
 
 import numpy as np
 from absl import logging
 
-from xtremedistil_tf import io
-from xtremedistil_tf.data import registry
+from xtremedistil_tf import fs, io
 from xtremedistil_tf.config import RuntimeConfig, option
+from xtremedistil_tf.data import registry
 from xtremedistil_tf.distill.outputs import STUDENT_CONFIG, STUDENT_WEIGHTS
 from xtremedistil_tf.errors import ConfigError, UserError
 from xtremedistil_tf.models.encoder import INPUT_NAMES
@@ -91,7 +89,7 @@ class GlueConfig(RuntimeConfig):
         """What is wrong with --task and the data flags."""
         if self.task not in TASKS:
             return [f"--task={self.task!r}: expected one of {', '.join(TASKS)}"]
-        if self.data_dir and not os.path.isdir(self.data_dir):
+        if self.data_dir and not fs.isdir(self.data_dir):
             return [f"--data_dir={self.data_dir}: no such folder"]
         return []
 
@@ -102,7 +100,8 @@ class GlueConfig(RuntimeConfig):
             problems.append("--model is required (a Hugging Face folder or hub id, or a distilled model_dir)")
         if not self.output_dir:
             problems.append("--output_dir is required")
-        if self.tokenizer and not os.path.exists(self.tokenizer) and self.tokenizer.startswith((".", "/")):
+        if self.tokenizer and not fs.exists(self.tokenizer) and (self.tokenizer.startswith((".", "/"))
+                                                                  or fs.is_remote(self.tokenizer)):
             problems.append(f"--tokenizer={self.tokenizer}: no such folder")
         checks = [(self.seq_len >= 4, "--seq_len must be at least 4"),
                   (self.batch_size > 0, "--batch_size must be positive"),
@@ -155,12 +154,11 @@ def load_task_model(source: str, *, kind: str, num_labels: int, label_names, tok
     otherwise a new head is initialised. Call under the strategy's scope."""
     from xtremedistil_tf.models.heads import TaskModel
     found = None  # (model, format, label_names, tokenizer folder)
-    if os.path.isdir(source) and all(os.path.isfile(os.path.join(source, f))
-                                     for f in (STUDENT_CONFIG, STUDENT_WEIGHTS)):
+    if fs.isdir(source) and all(fs.isfile(fs.join(source, f)) for f in (STUDENT_CONFIG, STUDENT_WEIGHTS)):
         from xtremedistil_tf.distill.student import Student  # noqa: F401 - registers the class load_model rebuilds
         from xtremedistil_tf.models.saving import load_model
         student = load_model(source, STUDENT_WEIGHTS, STUDENT_CONFIG)
-        spec = io.read_json(os.path.join(source, STUDENT_CONFIG))
+        spec = io.read_json(fs.join(source, STUDENT_CONFIG))
         model = student
         if not isinstance(student, TaskModel) and student.kind == kind and student.num_labels == num_labels \
                 and _compatible_names(spec.get("label_names"), label_names):
@@ -171,12 +169,12 @@ def load_task_model(source: str, *, kind: str, num_labels: int, label_names, tok
                 model = student.encoder
         elif not isinstance(student, TaskModel):
             model = student.encoder
-        tok = next((d for d in (os.path.join(source, "hf"), source) if _tokenizer_files(d)), "")
+        tok = next((d for d in (fs.join(source, "hf"), source) if _tokenizer_files(d)), "")
         found = (model, "distilled", spec.get("label_names"), tok)
     else:
         from xtremedistil_tf.distill.teacher import TEACHER_CONFIG, TEACHER_WEIGHTS, has_saved_teacher
         from xtremedistil_tf.models.saving import load_model
-        if os.path.isdir(source) and has_saved_teacher(source):
+        if fs.isdir(source) and has_saved_teacher(source):
             model = load_model(source, TEACHER_WEIGHTS, TEACHER_CONFIG)
             found = (model, "teacher", None, source if _tokenizer_files(source) else "")
         else:
@@ -184,7 +182,7 @@ def load_task_model(source: str, *, kind: str, num_labels: int, label_names, tok
             loaded = load_any(source)
             found = (loaded.model, loaded.format, loaded.label_names, loaded.tokenizer or "")
     model, fmt, their_names, tok = found
-    tok = tokenizer or tok or ("" if os.path.exists(source) else source)
+    tok = tokenizer or tok or ("" if fs.exists(source) else source)
     if not tok:
         raise ConfigError(f"--model={source}: no tokenizer files there (tokenizer.json / vocab.txt); pass "
                           "--tokenizer=<folder or hub id>")
@@ -240,7 +238,7 @@ class GlueRun:
         self._best_dev = None  # (score, metrics per dev split) of the best epoch this process evaluated
 
     def _path(self, *parts) -> str:
-        return os.path.join(self.output_dir, *parts)
+        return fs.join(self.output_dir, *parts)
 
     # ------------------------------------------------------------------------------------------------ set-up
     def setup(self) -> dict | None:
@@ -250,16 +248,16 @@ class GlueRun:
         self.strategy, self.chief, self.trim = c.set_up()
         self.replicas = self.strategy.num_replicas_in_sync
         self.output_dir = c.output_dir if self.chief else tempfile.mkdtemp(prefix="run-glue-worker-")
-        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+        if fs.exists(self.output_dir) and not fs.isdir(self.output_dir):
             raise ConfigError(f"--output_dir={c.output_dir}: exists and is not a folder")
-        if self.chief and os.path.isdir(self.output_dir) and os.listdir(self.output_dir) \
-                and not os.path.isfile(self._path(CONFIG_FILE)):
+        if self.chief and fs.isdir(self.output_dir) and fs.listdir(self.output_dir) \
+                and not fs.isfile(self._path(CONFIG_FILE)):
             raise ConfigError(f"--output_dir={c.output_dir}: not empty and not a run_glue.py output folder; choose a "
                               "new or empty folder")
-        os.makedirs(self.output_dir, exist_ok=True)
+        fs.makedirs(self.output_dir)
         io.clean_stale_temporaries(self.output_dir)
         previous = self._path(CONFIG_FILE)
-        if os.path.isfile(previous):
+        if fs.isfile(previous):
             saved = io.read_json(previous)
             current = c.fingerprint()
             diffs = [f"{k}: {saved.get(k)!r} before, {current.get(k)!r} now" for k in sorted(set(saved) | set(current))
@@ -268,13 +266,13 @@ class GlueRun:
                 raise ConfigError(f"{c.output_dir} holds a run with different flags; use a new --output_dir or the "
                                   "same flags. Differences:\n  " + "\n  ".join(diffs))
             metrics_path = self._path(METRICS_FILE)
-            if os.path.isfile(metrics_path) and io.read_json(metrics_path).get("finished"):
+            if fs.isfile(metrics_path) and io.read_json(metrics_path).get("finished"):
                 logging.info("%s holds a finished run with these flags; nothing to do", c.output_dir)
                 return io.read_json(metrics_path)
         elif self.chief:
             io.write_json(previous, c.fingerprint())
         if self.chief:
-            handler = py_logging.FileHandler(self._path(LOG_FILE), encoding="utf-8")
+            handler = io.LogFileHandler(self._path(LOG_FILE))
             handler.setFormatter(py_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             absl_logger = logging.get_absl_logger()
             absl_logger.addHandler(handler)
@@ -484,7 +482,7 @@ class GlueRun:
                 write_conll_predictions(self._path(rel), data.examples, tags, self.label_names)
             else:
                 name = registry.submission_name(self.glue_task, split)
-                rel = os.path.join("submission", f"{name}.tsv")
+                rel = f"submission/{name}.tsv"
                 preds = logits[:, 0] if self.kind == "regression" else logits
                 metrics.write_glue_predictions(self._path(rel), self.glue_task, preds, self.label_names,
                                                index=[e.idx for e in data.examples])
@@ -568,7 +566,7 @@ class GlueRun:
             metrics["export_errors"] = export_errors
         if self.chief:
             io.write_json(self._path(METRICS_FILE), metrics)
-            shutil.rmtree(self._path(CHECKPOINT_DIR), ignore_errors=True)
+            fs.rmtree(self._path(CHECKPOINT_DIR))
         logging.info("done in %.1f s: dev %s = %.4f; outputs in %s", metrics["wall_seconds"], main,
                      final["dev"][main], self.output_dir)
         return metrics

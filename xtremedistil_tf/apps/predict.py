@@ -7,6 +7,7 @@ import sys
 
 from absl import app, flags, logging
 
+from xtremedistil_tf import fs
 from xtremedistil_tf.cli import run_main
 
 flags.DEFINE_string("model_dir", None, "a finished run_distillation.py model_dir")
@@ -21,8 +22,6 @@ FLAGS = flags.FLAGS
 
 
 def _main(argv):
-    import os
-
     from xtremedistil_tf.distill.distilled import FT_WEIGHTS, WEIGHTS, DistilledModel
     from xtremedistil_tf.errors import ConfigError
     if not FLAGS.model_dir:
@@ -35,7 +34,7 @@ def _main(argv):
     if FLAGS.do_eval:
         print(model.evaluate())
     if FLAGS.do_predict:
-        model.predict_file(FLAGS.pred_file, FLAGS.output or os.path.join(FLAGS.model_dir, "predictions.tsv"),
+        model.predict_file(FLAGS.pred_file, FLAGS.output or fs.join(FLAGS.model_dir, "predictions.tsv"),
                            FLAGS.batch_size)
 
 

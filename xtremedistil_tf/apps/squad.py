@@ -12,12 +12,11 @@ evaluation's input) and for v2.0 `null_odds.json` (question id -> null score min
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 from absl import logging
 
-from xtremedistil_tf import io
+from xtremedistil_tf import fs, io
 from xtremedistil_tf.apps.glue import GlueConfig, GlueRun
 from xtremedistil_tf.config import option
 from xtremedistil_tf.data import registry
@@ -58,7 +57,7 @@ class SquadConfig(GlueConfig):
             return [f"--task={self.task!r}: expected one of {', '.join(QA_TASKS)}"]
         for flag in ("train_file", "dev_file"):
             for path in filter(None, getattr(self, flag).split(",")):
-                if not os.path.isfile(path):
+                if not fs.isfile(path):
                     return [f"--{flag}={path}: no such file"]
         if bool(self.train_file) != bool(self.dev_file):
             return ["--train_file and --dev_file go together (or neither: TFDS)"]

@@ -4,13 +4,17 @@ SRC: a Hugging Face folder or hub id, a Google BERT checkpoint folder, or a Kera
 `--verify` runs SRC in transformers (PyTorch) and DST in TensorFlow on a few sentences of different lengths (SRC's
 tokenizer if it has one, else random token ids), prints the largest absolute difference of the last hidden state
 over the real (non-padding) tokens, and exits 1 when it is above `--tolerance`. Any other failure: one line on
-stderr and exit 2 (`--verbose` for the traceback).
+stderr and exit 2 (`--verbose` for the traceback). SRC and DST may be local paths or paths with a scheme (gs://...).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import tempfile
+
+from xtremedistil_tf import fs
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 SENTENCES = [
@@ -82,13 +86,30 @@ def verification_batch(loaded, max_len: int = 64, seed: int = 0):
 
 def _load_tokenizer(folder: str):
     import transformers
-    if os.path.isfile(os.path.join(folder, "tokenizer_config.json")) or \
-            os.path.isfile(os.path.join(folder, "tokenizer.json")):
-        return transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    fast = fs.isfile(fs.join(folder, "tokenizer_config.json")) or fs.isfile(fs.join(folder, "tokenizer.json"))
     # A Google folder with only vocab.txt: WordPiece; the folder name says whether it is cased.
-    name = os.path.basename(os.path.normpath(folder)).lower()
+    name = fs.basename(folder).lower()
     lower = not ("cased" in name and "uncased" not in name)
-    return transformers.BertTokenizer.from_pretrained(folder, do_lower_case=lower, trust_remote_code=False)
+    with _local_tokenizer_folder(folder) as local:  # transformers reads local folders only
+        if fast:
+            return transformers.AutoTokenizer.from_pretrained(local, trust_remote_code=False)
+        return transformers.BertTokenizer.from_pretrained(local, do_lower_case=lower, trust_remote_code=False)
+
+
+@contextlib.contextmanager
+def _local_tokenizer_folder(folder: str):
+    """`folder` itself when local; for a remote folder, a local copy of its tokenizer files only (not the
+    model's weights beside them)."""
+    if not fs.is_remote(folder):
+        yield folder
+        return
+    from xtremedistil_tf.convert.export import find_tokenizer_files
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(fs.local_copy(f)) for f in find_tokenizer_files(folder)]
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="xtremedistil-tokenizer-"))
+        for f in files:  # links to the downloaded copies: the tokenizer sees one folder, nothing is copied twice
+            os.symlink(f, os.path.join(scratch, os.path.basename(f)))
+        yield scratch
 
 
 def _check_tokenizer_fits(loaded) -> None:
@@ -107,10 +128,12 @@ def torch_reference(loaded):
     """SRC as a transformers PyTorch model (eager attention), read from SRC's own files where possible."""
     import torch
     import transformers
+
     from xtremedistil_tf.errors import UserError
     if loaded.format == "hf":
-        return transformers.AutoModel.from_pretrained(loaded.source, attn_implementation="eager",
-                                                       trust_remote_code=False).eval()
+        with fs.local_copy(loaded.source) as local:  # transformers reads local folders only
+            return transformers.AutoModel.from_pretrained(local, attn_implementation="eager",
+                                                           trust_remote_code=False).eval()
     if loaded.format == "google":
         from xtremedistil_tf.convert.google import google_to_hf_state_dict, read_google_checkpoint
         cfg = dict(loaded.config)
@@ -172,10 +195,18 @@ def verify(loaded, fmt: str, output: str, tolerance: float) -> tuple[float, bool
 
 # -------------------------------------------------------------------------------------------------------------- main
 def _looks_missing(path: str) -> bool:
-    """A local-looking path that does not exist (a hub id `org/name` is left to the loader)."""
-    if os.path.exists(path) or os.path.exists(path + ".index"):
+    """A path (local-looking, or with a scheme) that does not exist (a hub id `org/name` is left to the loader)."""
+    if fs.exists(path) or fs.exists(path + ".index"):
         return False
-    return path.startswith((".", "/", "~")) or os.path.isabs(path) or path.count("/") > 1
+    return fs.is_remote(path) or path.startswith((".", "/", "~")) or os.path.isabs(path) or path.count("/") > 1
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether `path` is `folder` or lies under it (absolute local paths, or URLs compared as they are)."""
+    if fs.is_remote(path) or fs.is_remote(folder):
+        path, folder = path.rstrip("/"), folder.rstrip("/")
+        return path == folder or path.startswith(folder + "/")
+    return path == folder or path.startswith(folder + os.sep)
 
 
 def preflight(args) -> None:
@@ -185,8 +216,7 @@ def preflight(args) -> None:
         raise UserError(f"--input {args.input}: no such file or folder")
     if args.tolerance < 0:
         raise UserError(f"--tolerance must be >= 0, got {args.tolerance}")
-    out_abs, in_abs = os.path.abspath(args.output), os.path.abspath(args.input)
-    if out_abs == in_abs or in_abs.startswith(out_abs + os.sep):
+    if _inside(fs.abspath(args.input), fs.abspath(args.output)):
         raise UserError(f"--output {args.output} would replace the input")
     if args.verify:
         import importlib.util
@@ -255,6 +285,8 @@ def main(argv=None) -> int:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
+        if not args.verbose and (fs.is_remote(args.input) or fs.is_remote(args.output)):
+            _quiet_import_tensorflow()  # the preflight's checks of a remote path go through TensorFlow
         preflight(args)
         if not args.verbose:
             _quiet_import_tensorflow()

@@ -10,23 +10,30 @@
   so the model rebuilds without code changes; serialized with `xtremedistil_tf.models.saving`, like run folders.
 - `load_any`: one of our Keras folders, a Hugging Face folder or hub id, or a Google BERT checkpoint.
 
-Every writer builds the output in a temporary folder beside the target and swaps it in at the end, so a crash never
-leaves a half-written export under the final name.
+Every writer builds the output in a temporary folder (`xtremedistil_tf.io.atomic_dir`) and swaps it in at the end,
+so a crash never leaves a half-written export under the final name. Sources and targets may be local paths or
+paths with a scheme (gs://...): every file operation goes through `xtremedistil_tf.fs`.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import shutil
 
 import numpy as np
 
+from xtremedistil_tf import fs
 from xtremedistil_tf.convert import names
-from xtremedistil_tf.convert.hf import (encoder_state_dict, head_state_dict, hf_config_from_encoder, load_hf_encoder,
-                                        load_hf_head, resolve_source)
+from xtremedistil_tf.convert.hf import (
+    encoder_state_dict,
+    head_state_dict,
+    hf_config_from_encoder,
+    load_hf_encoder,
+    load_hf_head,
+    resolve_source,
+)
 from xtremedistil_tf.errors import CheckpointError, UserError
-from xtremedistil_tf.io import atomic_dir, write_json
+from xtremedistil_tf.io import COMMIT_MARKER, atomic_dir, write_json
 from xtremedistil_tf.models.encoder import INPUT_NAMES, Encoder
 from xtremedistil_tf.models.heads import TOKEN_KINDS, TaskModel, default_head_style
 from xtremedistil_tf.models.saving import load_weights, model_from_spec, model_spec, write_weights
@@ -36,8 +43,9 @@ KERAS_WEIGHTS = "model.weights.h5"
 KERAS_FORMAT = "xtremedistil_tf.keras/1"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model")
-# Files that mark a folder as a previous export, which an export may replace.
-EXPORT_MARKERS = ("config.json", "model.safetensors", "saved_model.pb", KERAS_CONFIG)
+# Files that mark a folder as a previous export, which an export may replace (COMMIT_MARKER: a folder committed by
+# atomic_dir on an object store).
+EXPORT_MARKERS = ("config.json", "model.safetensors", "saved_model.pb", KERAS_CONFIG, COMMIT_MARKER)
 HF_CLASS_PREFIX = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta", "electra": "Electra",
                    "distilbert": "DistilBert"}
 # Task models whose HF class has no pooler (`add_pooling_layer=False`, or none in the architecture).
@@ -63,11 +71,11 @@ def _ensure_built(model) -> None:
 
 def _check_replaceable(folder: str, overwrite: bool) -> None:
     """Refuses to replace a non-empty folder that is not a previous export (its files would be deleted)."""
-    if overwrite or not os.path.exists(folder):
+    if overwrite or not fs.exists(folder):
         return
-    if not os.path.isdir(folder):
+    if not fs.isdir(folder):
         raise UserError(f"{folder}: exists and is not a folder")
-    entries = os.listdir(folder)
+    entries = fs.listdir(folder)
     if entries and not any(m in entries for m in EXPORT_MARKERS):
         raise UserError(f"{folder}: exists, is not empty and is not a previous export; choose another output "
                         "folder (the export replaces the whole folder)")
@@ -76,29 +84,33 @@ def _check_replaceable(folder: str, overwrite: bool) -> None:
 # ------------------------------------------------------------------------------------------------------- tokenizers
 def find_tokenizer_files(folder: str | None) -> list[str]:
     """The tokenizer files (TOKENIZER_FILES) present in `folder`; none for a missing folder."""
-    if not folder or not os.path.isdir(folder):
+    if not folder or not fs.isdir(folder):
         return []
-    return [os.path.join(folder, n) for n in TOKENIZER_FILES if os.path.isfile(os.path.join(folder, n))]
+    if fs.is_remote(folder):  # one listing, not a query per name (each costs requests on an object store)
+        present = set(fs.listdir(folder))
+        return [fs.join(folder, n) for n in TOKENIZER_FILES if n in present and fs.isfile(fs.join(folder, n))]
+    return [fs.join(folder, n) for n in TOKENIZER_FILES if fs.isfile(fs.join(folder, n))]
 
 
 def write_tokenizer(tokenizer, folder: str) -> list[str]:
-    """Saves a tokenizer object (`save_pretrained`), or copies tokenizer files from a folder or a single file."""
+    """Saves a tokenizer object (`save_pretrained`), or copies tokenizer files from a folder or a single file (local
+    or remote) into the local folder `folder`."""
     if tokenizer is None:
         return []
     if hasattr(tokenizer, "save_pretrained"):
         return list(tokenizer.save_pretrained(folder))
     path = os.fspath(tokenizer)
-    if os.path.isdir(path):
+    if fs.isdir(path):
         files = find_tokenizer_files(path)
         if not files:
             raise UserError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")
-    elif os.path.isfile(path):
+    elif fs.isfile(path):
         files = [path]
     else:
         raise UserError(f"{path}: no such tokenizer file or folder")
     for f in files:
-        shutil.copyfile(f, os.path.join(folder, os.path.basename(f)))
-    return [os.path.join(folder, os.path.basename(f)) for f in files]
+        fs.copy(f, fs.join(folder, fs.basename(f)))
+    return [fs.join(folder, fs.basename(f)) for f in files]
 
 
 # --------------------------------------------------------------------------------------------------- Hugging Face
@@ -171,7 +183,7 @@ def export_hf(model, folder: str, *, tokenizer=None, label_names=None, overwrite
     _check_replaceable(folder, overwrite)
     cfg = hf_export_config(model, label_names)
     state = hf_state_dict(model)
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder) as tmp:  # a local folder, whatever `folder` is
         with open(os.path.join(tmp, "config.json"), "w", encoding="utf-8") as f:
             json.dump(cfg, f, indent=2, sort_keys=True)
             f.write("\n")
@@ -220,7 +232,7 @@ def export_saved_model(model, path: str, *, tokenizer=None, overwrite: bool = Fa
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serve", serving_function(model), input_signature=serving_signature())
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path) as tmp:  # a local folder, whatever `path` is
         archive.write_out(tmp, verbose=False)
         if tokenizer is not None:
             os.makedirs(os.path.join(tmp, "tokenizer"))
@@ -239,7 +251,7 @@ def save_keras(model, folder: str, *, tokenizer=None, extra: dict | None = None,
     _check_replaceable(folder, overwrite)
     _ensure_built(model)
     doc = {"format": KERAS_FORMAT, "model": model_spec(model), "extra": extra or {}}
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder) as tmp:  # a local folder, whatever `folder` is
         write_json(os.path.join(tmp, KERAS_CONFIG), doc)
         write_weights(model, os.path.join(tmp, KERAS_WEIGHTS))
         write_tokenizer(tokenizer, tmp)
@@ -247,9 +259,9 @@ def save_keras(model, folder: str, *, tokenizer=None, extra: dict | None = None,
 
 
 def _read_keras_doc(folder: str) -> dict:
-    path = os.path.join(folder, KERAS_CONFIG)
+    path = fs.join(folder, KERAS_CONFIG)
     try:
-        with open(path, encoding="utf-8") as f:
+        with fs.open(path, encoding="utf-8") as f:
             doc = json.load(f)
     except FileNotFoundError:
         raise CheckpointError(f"{folder}: no {KERAS_CONFIG}; not a folder written by save_keras") from None
@@ -266,8 +278,8 @@ def load_keras(folder: str):
     folder = os.fspath(folder)
     doc = _read_keras_doc(folder)
     model = model_from_spec(doc.get("model"), source=f"{folder}/{KERAS_CONFIG}")
-    weights = os.path.join(folder, KERAS_WEIGHTS)
-    if not os.path.isfile(weights):
+    weights = fs.join(folder, KERAS_WEIGHTS)
+    if not fs.isfile(weights):
         raise CheckpointError(f"{folder}: no {KERAS_WEIGHTS}")
     load_weights(model, weights, context=f" into the model of {KERAS_CONFIG}")
     return model
@@ -279,7 +291,7 @@ class LoadedModel:
     """What `load_any` found: the Keras model (Encoder or TaskModel) and what travels with it."""
     model: object
     format: str                      # "keras", "hf" or "google"
-    source: str                      # the local folder (or checkpoint prefix) it was read from
+    source: str                      # the folder (or checkpoint prefix) it was read from, local or remote
     tokenizer: str | None = None     # folder holding its tokenizer files, if any
     label_names: list | None = None  # id2label of a task model
     config: dict | None = None       # the HF / Google config it was built from
@@ -292,25 +304,26 @@ class LoadedModel:
 
 
 def _looks_like_path(source: str) -> bool:
-    """Whether `source` is meant as a local path rather than a hub id."""
-    return (source.startswith((".", "/", "~")) or os.path.isabs(source) or source.count("/") > 1
-            or "\\" in source or source.endswith((".json", ".h5", ".index", ".ckpt", ".safetensors", ".bin")))
+    """Whether `source` is meant as a path (local, or with a scheme: gs://, ram://) rather than a hub id."""
+    return (fs.is_remote(source) or source.startswith((".", "/", "~")) or os.path.isabs(source)
+            or source.count("/") > 1 or "\\" in source
+            or source.endswith((".json", ".h5", ".index", ".ckpt", ".safetensors", ".bin")))
 
 
 def detect_format(source: str) -> str:
-    """'keras', 'google', 'saved_model' or 'hf' (a local HF folder, or a hub id)."""
+    """'keras', 'google', 'saved_model' or 'hf' (an HF folder, local or remote, or a hub id)."""
     from xtremedistil_tf.convert.google import is_google_checkpoint
-    if os.path.isdir(source):
-        if os.path.isfile(os.path.join(source, KERAS_CONFIG)):
+    if fs.isdir(source):
+        if fs.isfile(fs.join(source, KERAS_CONFIG)):
             return "keras"
-        if os.path.isfile(os.path.join(source, "saved_model.pb")):
+        if fs.isfile(fs.join(source, "saved_model.pb")):
             return "saved_model"
         if is_google_checkpoint(source):
             return "google"
         return "hf"
     if is_google_checkpoint(source):
         return "google"
-    if os.path.exists(source):
+    if fs.exists(source):
         raise CheckpointError(f"{source}: a file; expected a model folder (or a Google checkpoint prefix)")
     if _looks_like_path(source):
         raise CheckpointError(f"{source}: no such file or folder")
@@ -364,7 +377,7 @@ def load_any(source: str, *, allow_pickle: bool = False, task_head: bool = True)
     if fmt == "google":
         from xtremedistil_tf.convert.google import load_google_checkpoint
         loaded = load_google_checkpoint(source)
-        folder = source if os.path.isdir(source) else os.path.dirname(loaded.source)
+        folder = source if fs.isdir(source) else fs.dirname(loaded.source)
         return LoadedModel(model=loaded.encoder, format="google", source=loaded.source,
                            tokenizer=folder if find_tokenizer_files(folder) else None,
                            config=loaded.hf_config, unused=loaded.heads)

@@ -4,17 +4,17 @@ The variable names are a declarative map onto Hugging Face keys, which `names.py
 Google dense kernels are stored [in, out] and embedding tables [vocab, dim], exactly the Keras layout, so no array
 is transposed on the way in (the HF map's transposes go PyTorch -> Keras, and PyTorch is the transpose of both).
 `cls/*` (the pre-training heads), fine-tuning heads (`output_weights`, `output_bias`) and optimizer slots are
-reported as unused, never fatal.
+reported as unused, never fatal. Folders and prefixes may be local or remote (gs://...): files are read through
+`xtremedistil_tf.fs`, and TensorFlow reads remote checkpoints natively.
 """
 from __future__ import annotations
 
-import glob
 import json
-import os
 
 import numpy as np
 from absl import logging
 
+from xtremedistil_tf import fs
 from xtremedistil_tf.convert import names
 from xtremedistil_tf.convert.hf import LoadedCheckpoint, encoder_kwargs_from_hf
 from xtremedistil_tf.errors import CheckpointError
@@ -75,62 +75,62 @@ def google_name_map(num_layers: int, *, pooler: bool = True, token_types: bool =
 def find_google_checkpoint(source: str, *, config_path: str | None = None,
                            checkpoint_path: str | None = None) -> tuple[str, str]:
     """(config path, checkpoint prefix) for a Google BERT folder, or for explicit paths."""
-    folder = source if source and os.path.isdir(source) else os.path.dirname(source or checkpoint_path or "")
+    folder = source if source and fs.isdir(source) else fs.dirname(source or checkpoint_path or "")
     if checkpoint_path is None:
-        if source and not os.path.isdir(source):
+        if source and not fs.isdir(source):
             checkpoint_path = source
         else:
             checkpoint_path = _find_prefix(folder)
     if checkpoint_path.endswith(".index") or ".data-" in checkpoint_path:
         checkpoint_path = checkpoint_path.rsplit(".index", 1)[0] if checkpoint_path.endswith(".index") \
             else checkpoint_path.split(".data-")[0]
-    if not os.path.isfile(checkpoint_path + ".index"):
+    if not fs.isfile(checkpoint_path + ".index"):
         raise CheckpointError(f"{checkpoint_path}: no TF checkpoint here (expected {checkpoint_path}.index and "
                               f"{checkpoint_path}.data-*)")
     if config_path is None:
-        ckpt_folder = os.path.dirname(checkpoint_path) or "."
-        candidates = [os.path.join(d, n) for d in dict.fromkeys((folder or ".", ckpt_folder)) for n in CONFIG_NAMES]
-        config_path = next((c for c in candidates if os.path.isfile(c)), None)
+        ckpt_folder = fs.dirname(checkpoint_path) or "."
+        candidates = [fs.join(d, n) for d in dict.fromkeys((folder or ".", ckpt_folder)) for n in CONFIG_NAMES]
+        config_path = next((c for c in candidates if fs.isfile(c)), None)
         if config_path is None:
             raise CheckpointError(f"{folder or ckpt_folder}: no bert_config.json beside the checkpoint")
-    elif not os.path.isfile(config_path):
+    elif not fs.isfile(config_path):
         raise CheckpointError(f"{config_path}: no such config file")
     return config_path, checkpoint_path
 
 
 def _find_prefix(folder: str) -> str:
-    if not os.path.isdir(folder):
+    if not fs.isdir(folder):
         raise CheckpointError(f"{folder}: no such folder")
     for name in CHECKPOINT_NAMES:
-        if os.path.isfile(os.path.join(folder, name + ".index")):
-            return os.path.join(folder, name)
+        if fs.isfile(fs.join(folder, name + ".index")):
+            return fs.join(folder, name)
     import tensorflow as tf
     latest = tf.train.latest_checkpoint(folder)
     if latest:
         return latest
-    indexes = sorted(glob.glob(os.path.join(folder, "*.index")))
+    indexes = fs.glob(fs.join(folder, "*.index"))
     if len(indexes) == 1:
         return indexes[0][: -len(".index")]
     if indexes:
-        raise CheckpointError(f"{folder}: several TF checkpoints ({', '.join(os.path.basename(i) for i in indexes)}); "
+        raise CheckpointError(f"{folder}: several TF checkpoints ({', '.join(fs.basename(i) for i in indexes)}); "
                               "name one explicitly")
     raise CheckpointError(f"{folder}: no TF checkpoint (bert_model.ckpt.index) found")
 
 
 def is_google_checkpoint(source: str) -> bool:
     """Whether `source` looks like a Google BERT checkpoint (folder with bert_config.json and a *.ckpt*.index)."""
-    if os.path.isfile(source + ".index") or (os.path.isfile(source) and source.endswith(".index")):
+    if fs.isfile(source + ".index") or (fs.isfile(source) and source.endswith(".index")):
         return True
-    if not os.path.isdir(source):
+    if not fs.isdir(source):
         return False
-    has_index = bool(glob.glob(os.path.join(source, "*.index")))
-    return has_index and os.path.isfile(os.path.join(source, "bert_config.json"))
+    has_index = bool(fs.glob(fs.join(source, "*.index")))
+    return has_index and fs.isfile(fs.join(source, "bert_config.json"))
 
 
 def read_google_config(path: str) -> dict:
     """The Hugging Face style config dict of a Google `bert_config.json` (model_type bert)."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with fs.open(path, encoding="utf-8") as f:
             cfg = json.load(f)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: cannot read the BERT config ({e})") from None
@@ -144,14 +144,22 @@ def read_google_config(path: str) -> dict:
 
 
 def read_google_checkpoint(checkpoint_path: str) -> dict[str, np.ndarray]:
-    """Every variable of a TF checkpoint, by name, as numpy (optimizer state left out)."""
+    """Every variable of a TF checkpoint, by name, as numpy (optimizer state left out).
+
+    TensorFlow reads remote checkpoints (gs://...) itself; the path is passed unchanged.
+    """
     import tensorflow as tf
     try:
-        reader = tf.train.load_checkpoint(checkpoint_path)
+        if fs.is_remote(checkpoint_path) and fs.isfile(checkpoint_path + ".index"):
+            # A prefix: read it as one. (load_checkpoint would take a prefix for a folder on stores that report
+            # every name prefix as a folder, as ram:// does.)
+            reader = tf.compat.v1.train.NewCheckpointReader(checkpoint_path)
+        else:
+            reader = tf.train.load_checkpoint(checkpoint_path)
         shapes = reader.get_variable_to_shape_map()
         return {name: reader.get_tensor(name) for name in shapes
                 if name not in OPTIMIZER_NAMES and not name.endswith(OPTIMIZER_SUFFIXES)}
-    except (tf.errors.OpError, ValueError) as e:
+    except (tf.errors.OpError, ValueError, OSError) as e:
         raise CheckpointError(f"{checkpoint_path}: cannot read the TF checkpoint "
                               f"({str(e).splitlines()[0][:300]}); is it truncated?") from None
 

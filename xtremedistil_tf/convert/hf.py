@@ -1,18 +1,20 @@
 """Hugging Face checkpoints <-> the Keras encoder: configs, the three weight formats, and state-dict export.
 
-Reads a local folder (or a hub id when online) with `config.json` and `model.safetensors` (sharded too),
-`pytorch_model.bin` (torch's weights-only loading, never a full unpickle) or `tf_model.h5` (HF's TF layout).
+Reads a folder (local, or on a file system with a scheme such as gs://, through `xtremedistil_tf.fs`; or a hub id
+when online) with `config.json` and `model.safetensors` (sharded too), `pytorch_model.bin` (torch's weights-only
+loading, never a full unpickle) or `tf_model.h5` (HF's TF layout).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import os
 import re
 
 import numpy as np
 from absl import logging
 
+from xtremedistil_tf import fs
 from xtremedistil_tf.convert import names
 from xtremedistil_tf.errors import CheckpointError
 from xtremedistil_tf.models.encoder import Encoder
@@ -96,10 +98,11 @@ def hf_config_from_encoder(encoder: Encoder) -> dict:
 
 # ---------------------------------------------------------------------------------------------------------- reading
 def resolve_source(source: str) -> str:
-    """A local folder for `source`: itself if it is a folder, else a hub download (fails clearly offline)."""
-    if os.path.isdir(source):
+    """A folder for `source`: itself if it is a folder (local or remote, e.g. gs://), else a hub download (fails
+    clearly offline). A path with a scheme is never taken for a hub id."""
+    if fs.isdir(source):
         return source
-    if os.path.exists(source) or source.startswith((".", "/")) or source.count("/") > 1:
+    if fs.is_remote(source) or fs.exists(source) or source.startswith((".", "/")) or source.count("/") > 1:
         raise CheckpointError(f"{source}: not a folder with config.json and weights")
     try:
         from huggingface_hub import snapshot_download
@@ -112,11 +115,11 @@ def resolve_source(source: str) -> str:
 
 def read_hf_config(folder: str) -> dict:
     """The folder's `config.json` as a dict; missing or malformed files raise CheckpointError naming them."""
-    path = os.path.join(folder, "config.json")
-    if not os.path.isfile(path):
+    path = fs.join(folder, "config.json")
+    if not fs.isfile(path):
         raise CheckpointError(f"{folder}: no config.json")
     try:
-        with open(path, encoding="utf-8") as f:
+        with fs.open(path, encoding="utf-8") as f:
             cfg = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
@@ -127,37 +130,44 @@ def read_hf_config(folder: str) -> dict:
 
 def read_state_dict(folder: str, *, allow_pickle: bool = False) -> tuple[dict[str, np.ndarray], str]:
     """All arrays of the folder's weight file as numpy, in PyTorch layout, and the file they came from."""
-    st = os.path.join(folder, "model.safetensors")
+    st = fs.join(folder, "model.safetensors")
     index = st + ".index.json"
-    binary = os.path.join(folder, "pytorch_model.bin")
-    h5 = os.path.join(folder, "tf_model.h5")
-    if os.path.isfile(st):
+    binary = fs.join(folder, "pytorch_model.bin")
+    h5 = fs.join(folder, "tf_model.h5")
+    if fs.isfile(st):
         return _read_safetensors(st), st
-    if os.path.isfile(index):
-        with open(index, encoding="utf-8") as f:
+    if fs.isfile(index):
+        with fs.open(index, encoding="utf-8") as f:
             shards = sorted(set(json.load(f)["weight_map"].values()))
         out = {}
         for shard in shards:
-            out.update(_read_safetensors(os.path.join(folder, shard)))
+            out.update(_read_safetensors(fs.join(folder, shard)))
         return out, index
-    if os.path.isfile(binary):
+    if fs.isfile(binary):
         return _read_torch_bin(binary, allow_pickle=allow_pickle), binary
-    if os.path.isfile(h5):
+    if fs.isfile(h5):
         return read_hf_tf_h5(h5), h5
     raise CheckpointError(f"{folder}: no weights found; expected one of {', '.join(WEIGHT_FILES)}")
 
 
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:
+    """A local file is memory-mapped by safetensors; a remote one is read whole through `fs` and parsed in memory."""
     from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load, load_file
+    remote = fs.is_remote(path)
     try:
+        if remote:
+            data = fs.read_bytes(path)
+            return load(data)
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot read safetensors file ({e}); is it truncated?") from None
     except TypeError:  # bfloat16 tensors: numpy cannot hold them, go through torch
         import torch
+        from safetensors.torch import load as load_torch_bytes
         from safetensors.torch import load_file as load_torch
-        return {k: v.to(torch.float32).numpy() for k, v in load_torch(path).items()}
+        tensors = load_torch_bytes(data) if remote else load_torch(path)
+        return {k: v.to(torch.float32).numpy() for k, v in tensors.items()}
 
 
 def _read_torch_bin(path: str, *, allow_pickle: bool) -> dict[str, np.ndarray]:
@@ -167,7 +177,8 @@ def _read_torch_bin(path: str, *, allow_pickle: bool) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: reading pytorch_model.bin needs torch (pip install torch==2.13.0), or "
                               "convert it to model.safetensors") from None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+        with fs.local_copy(path) as local:  # torch reads real files only
+            state = torch.load(local, map_location="cpu", weights_only=not allow_pickle)
     except Exception as e:  # noqa: BLE001
         lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if ln.strip()]
         refused = [ln for ln in lines if "WeightsUnpickler error" in ln]
@@ -175,7 +186,7 @@ def _read_torch_bin(path: str, *, allow_pickle: bool) -> dict[str, np.ndarray]:
             raise CheckpointError(
                 f"{path}: refused by weights-only loading: it holds more than plain tensors ({refused[0][:200]}), "
                 "and unpickling it could run arbitrary code. If you trust the file, convert it once with `python -m "
-                f"xtremedistil_tf.convert --input {os.path.dirname(path) or '.'} --output <folder> --format hf "
+                f"xtremedistil_tf.convert --input {fs.dirname(path) or '.'} --output <folder> --format hf "
                 "--allow_pickle` and use that folder") from None
         raise CheckpointError(f"{path}: cannot load: {lines[0][:300] if lines else type(e).__name__}") from None
     if not isinstance(state, dict):
@@ -189,12 +200,21 @@ _H5_RULES = [(re.compile(r"layer_\._(\d+)"), r"layer.\1"), (re.compile(r":0$"), 
 
 def read_hf_tf_h5(path: str) -> dict[str, np.ndarray]:
     """Reads HF's TF-layout `tf_model.h5` and renames to PyTorch keys (kernels transposed to [out, in])."""
+    with contextlib.ExitStack() as stack:
+        try:
+            local = stack.enter_context(fs.local_copy(path))  # h5py reads real files only
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot read HDF5 file ({e})") from None
+        return _read_tf_h5(local, source=path)
+
+
+def _read_tf_h5(path: str, *, source: str) -> dict[str, np.ndarray]:
     import h5py
     out: dict[str, np.ndarray] = {}
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise CheckpointError(f"{path}: cannot read HDF5 file ({e})") from None
+        raise CheckpointError(f"{source}: cannot read HDF5 file ({e})") from None
     with f:
         def visit(name, obj):
             if not isinstance(obj, h5py.Dataset):
@@ -259,9 +279,11 @@ def assign_state_dict(encoder: Encoder, state: dict[str, np.ndarray], *, source:
     if missing or unexpected or mismatched:
         lines = [f"{source}: the checkpoint does not fit a {encoder.architecture} encoder of this config"]
         if missing:
-            lines.append(f"  missing ({len(missing)}): " + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
+            lines.append(f"  missing ({len(missing)}): " + ", ".join(missing[:20])
+                         + (" ..." if len(missing) > 20 else ""))
         if unexpected:
-            lines.append(f"  unexpected ({len(unexpected)}): " + ", ".join(unexpected[:20]) + (" ..." if len(unexpected) > 20 else ""))
+            lines.append(f"  unexpected ({len(unexpected)}): " + ", ".join(unexpected[:20])
+                         + (" ..." if len(unexpected) > 20 else ""))
         if mismatched:
             lines.append(f"  wrong shape ({len(mismatched)}): " + "; ".join(mismatched[:20]))
         raise CheckpointError("\n".join(lines))
@@ -276,7 +298,7 @@ def load_hf_encoder(source: str, *, allow_pickle: bool = False, name: str = "enc
     """Builds an encoder from a Hugging Face folder or hub id and loads its weights."""
     folder = resolve_source(source)
     cfg = read_hf_config(folder)
-    kwargs = encoder_kwargs_from_hf(cfg, source=os.path.join(folder, "config.json"))
+    kwargs = encoder_kwargs_from_hf(cfg, source=fs.join(folder, "config.json"))
     state, weight_file = read_state_dict(folder, allow_pickle=allow_pickle)
     body, rest = _strip_prefix(state, kwargs["architecture"])
     if kwargs["use_pooler"] and "pooler.dense.weight" not in body:

@@ -2,8 +2,6 @@
 (Training batches are drawn by `train.loop.dataset_from_arrays`.)"""
 from __future__ import annotations
 
-import contextlib
-import glob
 import hashlib
 import os
 import time
@@ -12,6 +10,7 @@ from typing import Iterator
 import numpy as np
 from absl import logging
 
+from xtremedistil_tf import fs
 from xtremedistil_tf import io as xio
 from xtremedistil_tf.data.readers import Example, MissingFileError, iter_transfer_file
 from xtremedistil_tf.data.tokenize import Encoded, Featurizer, log_truncation
@@ -27,24 +26,26 @@ _HASH_SPAN = 1 << 20  # bytes hashed at each end of the file (all of it when the
 
 
 def file_fingerprint(path: str, *, full_hash: bool = False) -> dict:
-    """Real path, size, mtime (ns) and sha256 of the first and last MiB (or of all of it)."""
+    """Real path (a URL as is), size, mtime (ns; 0 where the store keeps none) and sha256 of the first and last MiB
+    (or of all of it)."""
     path = os.fspath(path)
     try:
-        st = os.stat(path)
+        size, mtime_ns = fs.size(path), fs.mtime_ns(path)
+        f = fs.open(path, "rb")
     except FileNotFoundError:
         raise MissingFileError(path, None, "file not found") from None
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        if full_hash or st.st_size <= 2 * _HASH_SPAN:
+    with f:
+        if full_hash or size <= 2 * _HASH_SPAN:
             for block in iter(lambda: f.read(1 << 22), b""):
                 h.update(block)
             what = "full"
         else:
             h.update(f.read(_HASH_SPAN))
-            f.seek(st.st_size - _HASH_SPAN)
+            f.seek(size - _HASH_SPAN)
             h.update(f.read(_HASH_SPAN))
             what = "first+last MiB"
-    return {"path": os.path.realpath(path), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns),
+    return {"path": fs.realpath(path), "size": int(size), "mtime_ns": int(mtime_ns),
             "sha256": h.hexdigest(), "hashed": what}
 
 
@@ -91,8 +92,8 @@ class TransferCache:
         }
 
     def _stale_reason(self, key: dict) -> str | None:
-        path = os.path.join(self.cache_dir, _MANIFEST)
-        if not os.path.exists(path):
+        path = fs.join(self.cache_dir, _MANIFEST)
+        if not fs.exists(path):
             return "no cache yet"
         try:
             manifest = xio.read_json(path)
@@ -103,8 +104,8 @@ class TransferCache:
             if old.get(field) != key[field]:
                 return f"{field} changed ({_short(old.get(field))} -> {_short(key[field])})"
         for shard in manifest.get("shards", []):
-            p = os.path.join(self.cache_dir, shard["file"])
-            if not os.path.exists(p) or os.path.getsize(p) != shard["bytes"]:
+            p = fs.join(self.cache_dir, shard["file"])
+            if not fs.exists(p) or fs.size(p) != shard["bytes"]:
                 return f"shard {shard['file']} missing or changed"
         self.manifest = manifest
         return None
@@ -126,12 +127,11 @@ class TransferCache:
     def _build(self, key: dict) -> None:
         import tensorflow as tf
 
-        os.makedirs(self.cache_dir, exist_ok=True)
+        fs.makedirs(self.cache_dir)
         xio.clean_stale_temporaries(self.cache_dir)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(self.cache_dir, _MANIFEST))
-        for old in glob.glob(os.path.join(self.cache_dir, _SHARD_GLOB)):
-            os.remove(old)
+        fs.remove(fs.join(self.cache_dir, _MANIFEST))  # first: a half-rebuilt cache must never look valid
+        for old in fs.glob(fs.join(self.cache_dir, _SHARD_GLOB)):
+            fs.remove(old)
         start = time.time()
         shards: list[dict] = []
         stats = {"num_examples": 0, "num_truncated": 0, "max_length": 0, "num_tokens": 0}
@@ -142,13 +142,13 @@ class TransferCache:
                 return
             state["writer"].close()
             state["ctx"].__exit__(None, None, None)
-            path = os.path.join(self.cache_dir, state["name"])
-            shards.append({"file": state["name"], "count": state["count"], "bytes": os.path.getsize(path)})
+            path = fs.join(self.cache_dir, state["name"])
+            shards.append({"file": state["name"], "count": state["count"], "bytes": fs.size(path)})
             state.update(writer=None, ctx=None, count=0, name=None)
 
         def open_shard() -> None:
             name = f"transfer-{len(shards):05d}.tfrecord"
-            ctx = xio.atomic_path(os.path.join(self.cache_dir, name))
+            ctx = xio.atomic_path(fs.join(self.cache_dir, name))
             tmp = ctx.__enter__()
             state.update(writer=tf.io.TFRecordWriter(tmp), ctx=ctx, count=0, name=name)
 
@@ -176,7 +176,7 @@ class TransferCache:
         seconds = time.time() - start
         manifest = {"key": key, "shards": shards, **stats, "build_seconds": round(seconds, 3),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        xio.write_json(os.path.join(self.cache_dir, _MANIFEST), manifest)
+        xio.write_json(fs.join(self.cache_dir, _MANIFEST), manifest)
         self.manifest = manifest
         log_truncation(self.transfer_file, stats["num_examples"], stats["num_truncated"], self.featurizer.seq_len)
         logging.info("transfer cache %s: %d examples in %d shard(s), %.1f s (%.0f examples/s)", self.cache_dir,
@@ -206,7 +206,7 @@ class TransferCache:
     @property
     def shard_paths(self) -> list[str]:
         """The cache's TFRecord shard files, in example order."""
-        return [os.path.join(self.cache_dir, s["file"]) for s in self._require()["shards"]]
+        return [fs.join(self.cache_dir, s["file"]) for s in self._require()["shards"]]
 
     def num_chunks(self, chunk_size: int) -> int:
         """How many chunks of `chunk_size` examples cover the cache (the last may be shorter)."""
@@ -243,7 +243,7 @@ class TransferCache:
             offset = hi
             if hi <= start or lo >= stop:
                 continue
-            ds = tf.data.TFRecordDataset(os.path.join(self.cache_dir, shard["file"]))
+            ds = tf.data.TFRecordDataset(fs.join(self.cache_dir, shard["file"]))
             if start > lo:
                 ds = ds.skip(start - lo)
             ds = ds.take(min(hi, stop) - max(lo, start))

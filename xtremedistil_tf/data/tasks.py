@@ -3,10 +3,10 @@ a CoNLL folder, or TFDS by name."""
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from absl import logging
 
+from xtremedistil_tf import fs
 from xtremedistil_tf.data import readers, registry
 from xtremedistil_tf.errors import ConfigError
 
@@ -43,7 +43,7 @@ def load_task(task: str, *, do_NER: bool = False, do_pairwise: bool = False, glu
     `squad/v2.0`."""
     if do_QA:
         return load_qa_task(task, tfds_data_dir=tfds_data_dir)
-    if os.path.isdir(task):
+    if fs.isdir(task):
         if glue_task:
             name = registry.glue_task_name(glue_task)
             raw = readers.read_glue(name, task)
@@ -57,12 +57,12 @@ def load_task(task: str, *, do_NER: bool = False, do_pairwise: bool = False, glu
             for k, v in raw.items():
                 splits.setdefault(k, v)
             return _finish(splits, name, task)
-        if do_NER and os.path.isfile(os.path.join(task, "train.txt")):
-            train = readers.read_conll(os.path.join(task, "train.txt"))
+        if do_NER and fs.isfile(fs.join(task, "train.txt")):
+            train = readers.read_conll(fs.join(task, "train.txt"))
             splits = {"train": train}
             for split in ("dev", "test"):
-                path = os.path.join(task, f"{split}.txt")
-                if os.path.isfile(path):
+                path = fs.join(task, f"{split}.txt")
+                if fs.isfile(path):
                     splits[split] = readers.read_conll(path, label_names=train.label_names)
             return _finish(splits, "", task)
         return _finish(readers.read_task_folder(task, do_NER=do_NER, do_pairwise=do_pairwise), "", task)
@@ -92,11 +92,11 @@ def load_qa_task(task: str, *, tfds_data_dir: str | None = None) -> TaskSplits:
     """SQuAD: a folder with train.json and dev.json (and optionally test.json) in the official format, or TFDS
     `squad/v1.1` / `squad/v2.0`. The kind is "qa"; `glue_task` is "squad_v2" when any question is unanswerable."""
     from xtremedistil_tf.data.readers.squad import read_squad_json, read_tfds_squad
-    if os.path.isdir(task):
+    if fs.isdir(task):
         splits = {}
         for split in ("train", "dev", "test"):
-            path = os.path.join(task, f"{split}.json")
-            if os.path.isfile(path):
+            path = fs.join(task, f"{split}.json")
+            if fs.isfile(path):
                 splits[split] = read_squad_json(path)
         if "train" not in splits or "dev" not in splits:
             raise ConfigError(f"--task={task}: a question-answering folder needs train.json and dev.json (SQuAD "

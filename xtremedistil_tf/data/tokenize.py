@@ -19,6 +19,7 @@ Alignment uses the encoding's word ids: linear in sentence length (the original 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -28,6 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from absl import logging
 
+from xtremedistil_tf import fs
 from xtremedistil_tf.data.readers import Example, TaskData
 from xtremedistil_tf.errors import CheckpointError, ConfigError
 
@@ -37,19 +39,23 @@ IGNORE_LABEL = -1
 
 
 def load_tokenizer(name_or_path: str, *, local_files_only: bool | None = None):
-    """Loads a transformers fast tokenizer from a local folder, or from the hub by id when online.
+    """Loads a transformers fast tokenizer from a folder (local, or remote such as gs://, read from a downloaded
+    copy), or from the hub by id when online.
 
     Raises ConfigError with a clear message when it cannot be loaded or is not a fast tokenizer.
     """
     from transformers import AutoTokenizer
 
     name = os.fspath(name_or_path)
-    is_dir = os.path.isdir(name)
+    is_dir = fs.isdir(name)
+    if fs.is_remote(name) and not is_dir:
+        raise ConfigError(f"cannot load a tokenizer from {name}: no such folder")
     if local_files_only is None:
         local_files_only = is_dir
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only,
-                                                  trust_remote_code=False)  # never run code from a folder
+        with fs.local_copy(name) if is_dir else contextlib.nullcontext(name) as source:
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only,
+                                                      trust_remote_code=False)  # never run code from a folder
     except Exception as e:  # noqa: BLE001 - transformers/huggingface_hub raise many types
         if is_dir:
             raise ConfigError(f"cannot load a tokenizer from the folder {name}: {type(e).__name__}: {e}. "
@@ -58,6 +64,8 @@ def load_tokenizer(name_or_path: str, *, local_files_only: bool | None = None):
                           f"could not provide it ({type(e).__name__}: {e}). Pass a local folder, or go online.") from e
     if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
         raise ConfigError(f"the tokenizer {name!r} is not a fast (Rust) tokenizer; only fast tokenizers are supported")
+    if fs.is_remote(name):
+        tokenizer.name_or_path = name  # not the deleted download folder: the name is part of its fingerprint
     return tokenizer
 
 

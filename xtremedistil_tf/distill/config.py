@@ -9,6 +9,7 @@ import dataclasses
 import os
 from typing import Optional
 
+from xtremedistil_tf import fs
 from xtremedistil_tf.config import RuntimeConfig, option
 from xtremedistil_tf.distill.policy import MODES, ModePolicy, policy_for
 from xtremedistil_tf.errors import ConfigError
@@ -306,19 +307,19 @@ class DistilConfig(RuntimeConfig):
         problems = []
         for name in ("transfer_file", "augmentation_file"):
             value = getattr(self, name)
-            if value and not os.path.isfile(value):
+            if value and not fs.isfile(value):
                 problems.append(f"--{name}={value}: no such file")
-        is_tfds = self.task.startswith(("glue/", "squad/")) and not os.path.exists(self.task)
+        is_tfds = self.task.startswith(("glue/", "squad/")) and not fs.exists(self.task)
         train_file = "train.json" if self.do_QA else "train.tsv"
         if not (self.task_agnostic or is_tfds):  # a task-agnostic run has no task
-            if not os.path.isdir(self.task):
+            if not fs.isdir(self.task):
                 problems.append(f"--task={self.task}: no such folder")
-            elif not self.glue_task and not os.path.isfile(os.path.join(self.task, train_file)):
+            elif not self.glue_task and not fs.isfile(fs.join(self.task, train_file)):
                 problems.append(f"--task={self.task}: no {train_file} in the task folder")
         for name in ("pt_teacher_checkpoint", "pt_student_checkpoint"):
             value = getattr(self, name)
-            if value and (value.startswith((".", "/")) or os.sep in value.strip("/").replace("/", os.sep, 1)[1:]) \
-                    and not os.path.isdir(value):
+            looks_like_path = fs.is_remote(value) or value.startswith((".", "/")) or value.strip("/").count("/") > 1
+            if value and looks_like_path and not fs.isdir(value):
                 problems.append(f"--{name}={value}: no such folder")
         for name in ("model_dir", "teacher_model_dir"):
             value = getattr(self, name)
@@ -332,10 +333,10 @@ class DistilConfig(RuntimeConfig):
 
 def _writable(folder: str) -> Optional[str]:
     try:
-        os.makedirs(folder, exist_ok=True)
+        fs.makedirs(folder)
     except OSError as e:
         return f"cannot create it ({e.strerror})"
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not fs.is_remote(folder) and not os.access(folder, os.W_OK | os.X_OK):
         return "not writable"
     return None
 

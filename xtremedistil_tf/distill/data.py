@@ -2,12 +2,10 @@
 in chunks, with the row order and padding the mode policy asks for."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from absl import logging
 
-from xtremedistil_tf import io
+from xtremedistil_tf import fs, io
 from xtremedistil_tf.data.pipeline import TransferCache, shuffled_row_order
 from xtremedistil_tf.data.readers import Example
 from xtremedistil_tf.data.tokenize import Featurizer, tokenizer_fingerprint, x_subword_labels
@@ -69,7 +67,7 @@ class DistillationData:
             transfer_file = folder.path("transfer-from-train.tsv")
             logging.warning("no --transfer_file: using the training texts (%d rows) as the transfer set",
                             len(task.splits["train"]))
-            if folder.chief and not os.path.isfile(transfer_file):
+            if folder.chief and not fs.isfile(transfer_file):
                 io.write_text(transfer_file, "".join(transfer_line(e) for e in task.splits["train"].examples))
         pairwise = task is not None and task.pairwise
         self.transfer = TransferCache(folder.path("transfer_cache"), transfer_file, self.featurizer, kind=self.kind,
@@ -104,7 +102,7 @@ class DistillationData:
             source = read_squad_json(c.transfer_file)
             arrays = featurize_qa(tokenizer, source.examples, with_labels=False, name="transfer", **windows).arrays
             from xtremedistil_tf.distill.teacher import weights_id
-            key = {"file": os.path.realpath(c.transfer_file), "id": weights_id(c.transfer_file)}
+            key = {"file": fs.realpath(c.transfer_file), "id": weights_id(c.transfer_file)}
         else:
             logging.warning("no --transfer_file: using the training questions' windows (%d) as the transfer set",
                             len(self.arrays["train"]["input_ids"]))

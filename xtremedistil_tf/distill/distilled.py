@@ -5,13 +5,11 @@ Rows come out in the input file's order and NER predictions are one tag per word
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from xtremedistil_tf import io
+from xtremedistil_tf import fs, io
 from xtremedistil_tf.data.readers import iter_transfer_file
 from xtremedistil_tf.data.tasks import load_task
 from xtremedistil_tf.data.tokenize import Featurizer, load_tokenizer
@@ -36,21 +34,21 @@ class DistilledModel:
 
     def __init__(self, model_dir: str, *, weights: str = WEIGHTS):
         for name in (CONFIG_FILE, CONFIG, weights):
-            if not os.path.isfile(os.path.join(model_dir, name)):
+            if not fs.isfile(fs.join(model_dir, name)):
                 raise ConfigError(f"{model_dir}: no {name}; is this a finished run_distillation.py model_dir?")
         self.model_dir = model_dir
-        saved = io.read_json(os.path.join(model_dir, CONFIG_FILE))
+        saved = io.read_json(fs.join(model_dir, CONFIG_FILE))
         fields = {f for f in DistilConfig.__dataclass_fields__}
         self.config = DistilConfig(**{k: v for k, v in saved.items() if k in fields})
-        spec = io.read_json(os.path.join(model_dir, CONFIG))
+        spec = io.read_json(fs.join(model_dir, CONFIG))
         self.label_names = spec.get("label_names")
         self.kind = spec.get("kind", self.config.kind)
         if self.kind == "qa":
             raise ConfigError(f"{model_dir} is a question-answering student: predict and fine-tune it with "
                               f"run_squad.py --model {model_dir} (--epochs 0 only scores it)")
         self.student = load_model(model_dir, weights, CONFIG)
-        hf = os.path.join(model_dir, "hf")
-        self.tokenizer = load_tokenizer(hf if os.path.isfile(os.path.join(hf, "tokenizer.json"))
+        hf = fs.join(model_dir, "hf")
+        self.tokenizer = load_tokenizer(hf if fs.isfile(fs.join(hf, "tokenizer.json"))
                                         else self.config.pt_teacher_checkpoint)
         self.featurizer = Featurizer(self.tokenizer, self.config.seq_len)
         self.strategy = tf.distribute.get_strategy()
@@ -124,7 +122,7 @@ class DistilledModel:
                             drop_partial=False)
         result = Trainer(self.strategy, seed=seed, log_every=0).fit(
             "fine-tuning", model, variables=variables, optimizer=loop.make_optimizer(learning_rate, epsilon=1e-8),
-            batching=batching, checkpoint_dir=os.path.join(self.model_dir, "checkpoints", "ft"),
+            batching=batching, checkpoint_dir=fs.join(self.model_dir, "checkpoints", "ft"),
             load_chunk=lambda _: {"train": train}, score=score, epochs=epochs, patience=patience)
         save_model(student, self.model_dir, FT_WEIGHTS, "student-ft-config.json",
                    extra={"label_names": self.label_names, "kind": self.kind})

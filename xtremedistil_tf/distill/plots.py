@@ -1,9 +1,7 @@
 """Plots of one run: the training loss of every stage, epoch by epoch, and each stage's dev/test score."""
 from __future__ import annotations
 
-import os
-
-from xtremedistil_tf import io
+from xtremedistil_tf import fs, io
 
 
 def plot_run(metrics: dict, folder: str) -> list[str]:
@@ -13,7 +11,6 @@ def plot_run(metrics: dict, folder: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    os.makedirs(folder, exist_ok=True)
     written = []
     histories = metrics.get("histories", {})
     stages = sorted(histories, key=int)
@@ -28,7 +25,7 @@ def plot_run(metrics: dict, folder: str) -> list[str]:
             ax.tick_params(labelsize=6)
         axes[0][0].set_ylabel("train loss", fontsize=7)
         fig.tight_layout()
-        written.append(_save(fig, os.path.join(folder, "stage_losses.png")))
+        written.append(_save(fig, fs.join(folder, "stage_losses.png")))
         plt.close(fig)
     scored = [k for k in stages if "dev" in metrics["stages"][k]]
     if scored:
@@ -46,7 +43,7 @@ def plot_run(metrics: dict, folder: str) -> list[str]:
         ax.set_ylabel(metric)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        written.append(_save(fig, os.path.join(folder, "stage_scores.png")))
+        written.append(_save(fig, fs.join(folder, "stage_scores.png")))
         plt.close(fig)
     return written
 

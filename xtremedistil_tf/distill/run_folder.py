@@ -3,13 +3,10 @@ after every step, and the stage checkpoints kept or pruned. Every write is atomi
 half-written file and a rerun continues where the last one stopped."""
 from __future__ import annotations
 
-import os
-import shutil
-
 import numpy as np
 from absl import logging
 
-from xtremedistil_tf import io
+from xtremedistil_tf import fs, io
 from xtremedistil_tf.distill.config import DistilConfig, diff_configs
 from xtremedistil_tf.errors import ConfigError
 from xtremedistil_tf.train.checkpoint import get_weights, set_weights
@@ -39,12 +36,12 @@ class RunFolder:
 
     def path(self, *parts) -> str:
         """A path inside the run's folder."""
-        return os.path.join(self.folder, *parts)
+        return fs.join(self.folder, *parts)
 
     def check_config(self, config: DistilConfig) -> None:
         """Refuses a folder that holds a run with different flags, listing the differences."""
         path = self.path(CONFIG_FILE)
-        if os.path.isfile(path):
+        if fs.isfile(path):
             saved = {k: v for k, v in io.read_json(path).items() if k not in _DERIVED_KEYS}
             diffs = diff_configs(saved, config.fingerprint())
             if diffs:
@@ -53,13 +50,13 @@ class RunFolder:
 
     def save_config(self, config: DistilConfig, **derived) -> None:
         """Writes xtremedistil-config.json once (the flags plus `derived` values such as the teacher's width)."""
-        if self.chief and not os.path.isfile(self.path(CONFIG_FILE)):
+        if self.chief and not fs.isfile(self.path(CONFIG_FILE)):
             io.write_json(self.path(CONFIG_FILE), {**config.to_json(), **derived})
 
     def load_state(self) -> dict:
         """The progress state: finished stages, the selected stage, the teacher's scores, whether the run is done."""
         path = self.path(STATE_FILE)
-        return io.read_json(path) if os.path.isfile(path) else \
+        return io.read_json(path) if fs.isfile(path) else \
             {"stages": {}, "selected": None, "finished": False, "teacher": None}
 
     def save_state(self, state: dict) -> None:
@@ -70,7 +67,7 @@ class RunFolder:
     def read_metrics(self) -> dict:
         """The run's metrics.json, or {} before it is written."""
         path = self.path(METRICS_FILE)
-        return io.read_json(path) if os.path.isfile(path) else {}
+        return io.read_json(path) if fs.isfile(path) else {}
 
     def stage_checkpoint(self, name: str) -> str:
         """The checkpoint folder of stage `name` (checkpoints/<name>)."""
@@ -84,11 +81,11 @@ class RunFolder:
 
     def load_selected(self, model) -> None:
         """Sets `model`'s weights to the selected stage's (saved by save_selected)."""
-        with np.load(self.path("checkpoints", SELECTED)) as data:
-            set_weights(model, [data[f"arr_{i}"] for i in range(len(data.files))])
+        data = io.load_npz(self.path("checkpoints", SELECTED))
+        set_weights(model, [data[f"arr_{i}"] for i in range(len(data))])
 
     def prune_checkpoints(self, names: list[str]) -> None:
         """Removes the checkpoints of stages that are finished and superseded."""
         if self.chief:
             for name in names:
-                shutil.rmtree(self.stage_checkpoint(name), ignore_errors=True)
+                fs.rmtree(self.stage_checkpoint(name))

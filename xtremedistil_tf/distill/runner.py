@@ -6,8 +6,6 @@ policy; the losses of each stage come from the plan; training is the shared `tra
 """
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 import time
 import types
@@ -15,6 +13,7 @@ import types
 import numpy as np
 from absl import logging
 
+from xtremedistil_tf import fs
 from xtremedistil_tf.data.tokenize import check_vocabulary, load_tokenizer
 from xtremedistil_tf.distill import outputs
 from xtremedistil_tf.distill.config import DistilConfig
@@ -58,8 +57,8 @@ class Distillation:
         self.replicas = self.strategy.num_replicas_in_sync
         model_dir = c.model_dir if self.chief else tempfile.mkdtemp(prefix="xtremedistil-worker-")
         self.folder = RunFolder(model_dir, chief=self.chief)
-        self.teacher_dir = (c.teacher_model_dir or os.path.join(c.model_dir, "teacher")) if self.chief \
-            else os.path.join(model_dir, "teacher")
+        self.teacher_dir = (c.teacher_model_dir or fs.join(c.model_dir, "teacher")) if self.chief \
+            else fs.join(model_dir, "teacher")
         self.trainer = Trainer(self.strategy, seed=c.seed, jit_compile=c.jit_compile, log_every=c.log_every)
         self._student_from_checkpoint()
         self.folder.check_config(c)
@@ -78,7 +77,7 @@ class Distillation:
         if not c.pt_student_checkpoint:
             return
         folder = resolve_source(c.pt_student_checkpoint)
-        kw = encoder_kwargs_from_hf(read_hf_config(folder), source=os.path.join(folder, "config.json"))
+        kw = encoder_kwargs_from_hf(read_hf_config(folder), source=fs.join(folder, "config.json"))
         for flag, key in (("hidden_size", "hidden_size"), ("num_hidden_layers", "num_layers"),
                           ("num_attention_heads", "num_heads")):
             if getattr(c, flag) != kw[key]:
@@ -92,16 +91,16 @@ class Distillation:
         c = self.config
         self._teacher_spec = self._student_vocab = None
         student = c.pt_student_checkpoint
-        if student and os.path.isdir(student):
-            kw = encoder_kwargs_from_hf(read_hf_config(student), source=os.path.join(student, "config.json"))
+        if student and fs.isdir(student):
+            kw = encoder_kwargs_from_hf(read_hf_config(student), source=fs.join(student, "config.json"))
             if kw["architecture"] != "bert":
                 raise ConfigError(f"--pt_student_checkpoint={student}: the student must be a BERT model, found "
                                   f"{kw['architecture']}")
             self._student_vocab = kw["vocab_size"]
         folder = c.pt_teacher_checkpoint
-        if has_saved_teacher(self.teacher_dir) or not os.path.isdir(folder):
+        if has_saved_teacher(self.teacher_dir) or not fs.isdir(folder):
             return
-        kw = encoder_kwargs_from_hf(read_hf_config(folder), source=os.path.join(folder, "config.json"))
+        kw = encoder_kwargs_from_hf(read_hf_config(folder), source=fs.join(folder, "config.json"))
         roberta = kw["architecture"] in ("roberta", "xlm-roberta")
         self._teacher_spec = types.SimpleNamespace(
             hidden_size=kw["hidden_size"], num_heads=kw["num_heads"], num_layers=kw["num_layers"],
@@ -180,7 +179,7 @@ class Distillation:
                 if self.chief:
                     save_model(self.teacher, self.teacher_dir, TEACHER_WEIGHTS, TEACHER_CONFIG)
                     # Only now: a crash before the teacher is saved resumes its fine-tuning from this checkpoint.
-                    shutil.rmtree(os.path.join(self.teacher_dir, "checkpoint"), ignore_errors=True)
+                    fs.rmtree(fs.join(self.teacher_dir, "checkpoint"))
         self._validate_teacher(self.teacher.encoder)
         if self.state.get("teacher") is None:
             self.state["teacher"] = {split: self.evaluate(self.teacher, split) for split in ("dev", "test")
@@ -207,7 +206,7 @@ class Distillation:
                      c.ft_epochs)
         self.trainer.fit("teacher", model, variables=variables, optimizer=optimizer,
                          batching=self.batching(c.teacher_batch_size),
-                         checkpoint_dir=os.path.join(self.teacher_dir, "checkpoint"),
+                         checkpoint_dir=fs.join(self.teacher_dir, "checkpoint"),
                          load_chunk=lambda _: {"train": self.arrays["train"]},
                          score=lambda _: self._dev_score(teacher), epochs=c.ft_epochs, patience=c.patience,
                          rule=self.policy.stopping_rule)
@@ -221,7 +220,7 @@ class Distillation:
         cache's key: file fingerprint, tokenizer, seq_len), the row order, the chunking and whether the first-token
         representation is stored."""
         c = self.config
-        return {"teacher": weights_id(os.path.join(self.teacher_dir, TEACHER_WEIGHTS)) if self.chief else "worker",
+        return {"teacher": weights_id(fs.join(self.teacher_dir, TEACHER_WEIGHTS)) if self.chief else "worker",
                 "transfer": self.data.transfer.manifest["key"], "rows": self.data.row_order,
                 "chunk_size": c.distil_chunk_size, "multi_hidden": c.multi_hidden,
                 "rep_0": with_representation}

@@ -3,7 +3,6 @@ already holds it), and its outputs on the transfer set computed once per chunk a
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import zipfile
 
@@ -11,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from xtremedistil_tf import io
+from xtremedistil_tf import fs, io
 from xtremedistil_tf.convert.hf import load_hf_encoder
 from xtremedistil_tf.models.encoder import INPUT_NAMES
 from xtremedistil_tf.models.heads import TaskModel
@@ -23,7 +22,7 @@ TEACHER_CONFIG = "teacher-config.json"
 def has_saved_teacher(teacher_model_dir: str) -> bool:
     """Whether the folder holds a fine-tuned teacher (weights and config), so it is reloaded, not fine-tuned."""
     return bool(teacher_model_dir) and all(
-        os.path.isfile(os.path.join(teacher_model_dir, f)) for f in (TEACHER_WEIGHTS, TEACHER_CONFIG))
+        fs.isfile(fs.join(teacher_model_dir, f)) for f in (TEACHER_WEIGHTS, TEACHER_CONFIG))
 
 
 def build_teacher(checkpoint: str, *, num_labels: int, kind: str, first_token_head: bool, dropout=None):
@@ -48,11 +47,11 @@ def build_teacher(checkpoint: str, *, num_labels: int, kind: str, first_token_he
 def weights_id(path: str) -> str:
     """A cheap identity of a weights file: its size and the sha256 of its first and last MiB."""
     h = hashlib.sha256()
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
+    size = fs.size(path)
+    with fs.open(path, "rb") as f:
         h.update(f.read(1 << 20))
         if size > 2 << 20:
-            f.seek(-(1 << 20), os.SEEK_END)
+            f.seek(size - (1 << 20))
             h.update(f.read())
     return f"{size}-{h.hexdigest()[:16]}"
 
@@ -64,27 +63,26 @@ class TeacherOutputCache:
     def __init__(self, folder: str, key: dict):
         self.folder = folder
         self.key = key
-        manifest = os.path.join(folder, "manifest.json")
-        if os.path.isfile(manifest) and io.read_json(manifest) != key:
+        manifest = fs.join(folder, "manifest.json")
+        if fs.isfile(manifest) and io.read_json(manifest) != key:
             logging.info("teacher outputs: the teacher or the transfer set changed; recomputing")
-            for name in os.listdir(folder):
+            for name in fs.listdir(folder):
                 if name.startswith("chunk-"):
-                    os.remove(os.path.join(folder, name))
-        os.makedirs(folder, exist_ok=True)
+                    fs.remove(fs.join(folder, name))
+        fs.makedirs(folder)
         io.write_json(manifest, key)
 
     def path(self, index: int) -> str:
         """The cache file of transfer chunk `index`."""
-        return os.path.join(self.folder, f"chunk-{index}.npz")
+        return fs.join(self.folder, f"chunk-{index}.npz")
 
     def get(self, index: int, compute) -> dict[str, np.ndarray]:
         """Chunk `index`'s cached outputs, or `compute()`'s result saved atomically first (also when the file is
         unreadable), so the teacher runs once per chunk across stages and reruns."""
         path = self.path(index)
-        if os.path.isfile(path):
+        if fs.isfile(path):
             try:
-                with np.load(path) as data:
-                    return {k: data[k] for k in data.files}
+                return io.load_npz(path)
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # damaged by hand: recompute it
                 logging.warning("teacher outputs: %s is unreadable (%s); recomputing it", path, e)
         outputs = compute()

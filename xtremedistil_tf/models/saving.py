@@ -9,14 +9,15 @@ layer (the distillation `Student`) loads once its module has been imported by th
 serialized model with any `extra` keys (e.g. label names) beside it. Configs written before this format,
 `{"class_name": "TaskModel" | "Student", "config": {...}}`, still load. `convert.export.save_keras` uses the same
 `model_spec` / `model_from_spec` / `load_weights` inside its own folder layout.
+
+Folders may be local or remote (gs://...): files are written through `xtremedistil_tf.io` (crash-safe) and read
+through `xtremedistil_tf.fs`; a remote `.weights.h5` is read from a local copy, since h5py needs a real file.
 """
 from __future__ import annotations
 
-import os
-
 import keras
 
-from xtremedistil_tf import io
+from xtremedistil_tf import fs, io
 from xtremedistil_tf.errors import CheckpointError
 from xtremedistil_tf.models import heads as _heads  # noqa: F401 - registers Encoder, TaskModel and the heads
 
@@ -70,9 +71,11 @@ def write_weights(model: keras.Model, path: str) -> None:
 
 
 def load_weights(model: keras.Model, path: str, *, context: str = "", hint: str = "") -> None:
-    """Loads a `.weights.h5` file into a built model; a missing or damaged file raises CheckpointError naming it."""
+    """Loads a `.weights.h5` file (local or remote) into a built model; a missing or damaged file raises
+    CheckpointError naming it."""
     try:
-        model.load_weights(path)
+        with fs.local_copy(path) as local:  # h5py reads real files only: a remote file is downloaded first
+            model.load_weights(local)
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(f"{path}: cannot load the weights{context} ({type(e).__name__}: {_first_line(e)})"
                               f"{hint}") from None
@@ -87,9 +90,9 @@ def save_model(model: keras.Model, folder: str, weights_name: str, config_name: 
         raise ValueError(f"extra keys {clash} would overwrite the model description")
     if not model.built:
         model.build()
-    os.makedirs(folder, exist_ok=True)
-    write_weights(model, os.path.join(folder, weights_name))
-    io.write_json(os.path.join(folder, config_name), {**model_spec(model), **extra})
+    fs.makedirs(folder)
+    write_weights(model, fs.join(folder, weights_name))
+    io.write_json(fs.join(folder, config_name), {**model_spec(model), **extra})
 
 
 def load_model(folder: str, weights_name: str, config_name: str) -> keras.Model:
@@ -97,8 +100,8 @@ def load_model(folder: str, weights_name: str, config_name: str) -> keras.Model:
 
     A damaged config or weights file raises CheckpointError naming it; so does a class nobody registered.
     """
-    config_path, weights_path = os.path.join(folder, config_name), os.path.join(folder, weights_name)
-    if not os.path.isfile(config_path):
+    config_path, weights_path = fs.join(folder, config_name), fs.join(folder, weights_name)
+    if not fs.isfile(config_path):
         raise CheckpointError(f"{config_path}: no such file")
     hint = f"; remove {folder} to start it again"
     model = model_from_spec(io.read_json(config_path), source=config_path, hint=hint)

@@ -7,14 +7,13 @@ blocks, the student's projections), so on its own it restores only part of the m
 optimizer's state (iterations, moments)."""
 from __future__ import annotations
 
-import os
 import zipfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from xtremedistil_tf import io
+from xtremedistil_tf import fs, io
 from xtremedistil_tf.errors import CheckpointError
 
 STATE_FILE = "state.json"
@@ -45,19 +44,20 @@ class PhaseCheckpoint:
         self._ckpt = tf.train.Checkpoint(**objects)
 
     def exists(self) -> bool:
-        """Whether the folder holds a saved checkpoint (its state.json), so a phase resumes instead of starting over."""
-        return os.path.isfile(os.path.join(self.folder, STATE_FILE))
+        """Whether the folder holds a committed checkpoint (with its state.json), so a phase resumes instead of
+        starting over."""
+        return io.committed(self.folder) and fs.isfile(fs.join(self.folder, STATE_FILE))
 
     def save(self, state: dict, snapshots: dict[str, list[np.ndarray] | None]) -> None:
         """Writes weights, optimizer, named weight snapshots (e.g. the best so far) and the state, all or nothing."""
         with io.atomic_dir(self.folder) as tmp:
-            self._ckpt.write(os.path.join(tmp, "ckpt"))
+            self._ckpt.write(fs.join(tmp, "ckpt"))
             snapshots = {**snapshots, MODEL_SNAPSHOT: get_weights(self.model)}
             arrays = {f"{name}__{i}": w for name, ws in snapshots.items() if ws is not None
                       for i, w in enumerate(ws)}
-            with open(os.path.join(tmp, "snapshots.npz"), "wb") as f:
+            with open(fs.join(tmp, "snapshots.npz"), "wb") as f:
                 np.savez(f, **arrays)
-            io.write_json(os.path.join(tmp, STATE_FILE), state)
+            io.write_json(fs.join(tmp, STATE_FILE), state)
 
     def restore(self) -> tuple[dict, dict[str, list[np.ndarray]]]:
         """Restores model and optimizer in place; returns the saved state and weight snapshots. A damaged or
@@ -72,14 +72,13 @@ class PhaseCheckpoint:
                                   f"{text[0][:300] if text else ''}); remove the folder to redo its phase") from None
 
     def _restore(self) -> tuple[dict, dict[str, list[np.ndarray]]]:
-        status = self._ckpt.read(os.path.join(self.folder, "ckpt"))
+        status = self._ckpt.read(fs.join(self.folder, "ckpt"))
         status.expect_partial()
-        state = io.read_json(os.path.join(self.folder, STATE_FILE))
+        state = io.read_json(fs.join(self.folder, STATE_FILE))
         snapshots: dict[str, list] = {}
-        with np.load(os.path.join(self.folder, "snapshots.npz")) as data:
-            keys = sorted(data.files, key=lambda k: (k.rsplit("__", 1)[0], int(k.rsplit("__", 1)[1])))
-            for k in keys:
-                snapshots.setdefault(k.rsplit("__", 1)[0], []).append(data[k])
+        data = io.load_npz(fs.join(self.folder, "snapshots.npz"))
+        for k in sorted(data, key=lambda k: (k.rsplit("__", 1)[0], int(k.rsplit("__", 1)[1]))):
+            snapshots.setdefault(k.rsplit("__", 1)[0], []).append(data[k])
         weights = snapshots.pop(MODEL_SNAPSHOT, None)
         if weights is not None:  # older checkpoints lack it and rely on tf.train.Checkpoint alone
             shapes = [tuple(v.shape) for v in self.model.weights]

@@ -9,6 +9,7 @@ from typing import Iterable, Iterator, Sequence
 
 from absl import logging
 
+from xtremedistil_tf import fs
 from xtremedistil_tf.data.registry import KINDS
 from xtremedistil_tf.errors import DataError
 
@@ -65,14 +66,16 @@ class MissingFileError(DataError, FileNotFoundError):
 
 
 def _open_binary(path: str):
+    """Opens a data file (local or remote) for reading bytes; a missing file is a MissingFileError."""
     try:
-        return open(path, "rb")
+        f = fs.open(path, "rb")
     except FileNotFoundError:
         raise MissingFileError(path, None, "file not found") from None
     except IsADirectoryError:
         raise DataError(path, None, "is a folder; expected a data file") from None
     except OSError as e:
         raise DataError(path, None, f"cannot read the file: {e.strerror or e}") from None
+    return f
 
 
 def iter_lines(path: str) -> Iterator[tuple[int, str]]:

@@ -7,19 +7,28 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+from xtremedistil_tf import fs
 from xtremedistil_tf.data import registry
 from xtremedistil_tf.data.readers.common import (
-    INT_RE, Example, MissingFileError, Skips, TaskData, float_or_none, iter_lines, log_label_counts, show_labels,
+    INT_RE,
+    Example,
+    MissingFileError,
+    Skips,
+    TaskData,
+    float_or_none,
+    iter_lines,
+    log_label_counts,
+    show_labels,
 )
 from xtremedistil_tf.errors import DataError
 
 
 def _glue_folder(task: str, data_dir: str) -> str:
     spec = registry.glue_files(task)
-    candidates = [os.path.join(data_dir, spec.folder), os.path.join(data_dir, spec.folder.lower()),
-                  os.path.join(data_dir, task), data_dir]
+    candidates = [fs.join(data_dir, spec.folder), fs.join(data_dir, spec.folder.lower()),
+                  fs.join(data_dir, task), data_dir]
     for folder in candidates:
-        if any(os.path.exists(os.path.join(folder, f"{s}.tsv")) for s in spec.splits):
+        if any(fs.exists(fs.join(folder, f"{s}.tsv")) for s in spec.splits):
             return folder
     raise MissingFileError(
         data_dir, None,
@@ -129,8 +138,8 @@ def read_glue(task: str, data_dir: str, *, splits: Sequence[str] | None = None,
     for split in wanted:
         if split not in spec.splits:
             raise ValueError(f"GLUE {task} has no split {split!r}; expected one of {spec.splits}")
-        path = os.path.join(folder, f"{split}.tsv")
-        if not os.path.exists(path):
+        path = fs.join(folder, f"{split}.tsv")
+        if not fs.exists(path):
             if splits is not None:
                 raise MissingFileError(path, None, f"file not found: GLUE {task} {split} split")
             continue

@@ -5,8 +5,17 @@ from __future__ import annotations
 import os
 from typing import Iterator, Sequence
 
+from xtremedistil_tf import fs
 from xtremedistil_tf.data.readers.common import (
-    Example, MissingFileError, Skips, TaskData, check_kind, iter_lines, label_id, log_label_counts, parse_float,
+    Example,
+    MissingFileError,
+    Skips,
+    TaskData,
+    check_kind,
+    iter_lines,
+    label_id,
+    log_label_counts,
+    parse_float,
     sorted_label_names,
 )
 from xtremedistil_tf.errors import DataError
@@ -61,8 +70,8 @@ def _read_task_rows(path: str, kind: str, pairwise: bool, has_labels: bool, skip
         fields = text.split("\t")
         if len(fields) not in allowed:
             skips.bad_line(skip_bad_lines, lineno,
-                           f"expected {n_cols} tab-separated column(s) ({_expected_columns(kind, pairwise, has_labels)}),"
-                           f" found {len(fields)}")
+                           f"expected {n_cols} tab-separated column(s) "
+                           f"({_expected_columns(kind, pairwise, has_labels)}), found {len(fields)}")
             continue
         if len(fields) != n_cols:
             skips.ignored_labels += 1
@@ -90,7 +99,8 @@ def _read_task_rows(path: str, kind: str, pairwise: bool, has_labels: bool, skip
             yield lineno, fields[0], (fields[1] if pairwise else None), raw_label
     skips.log()
     if count == 0:
-        raise DataError(path, None, f"empty file: no examples (expected lines of {_expected_columns(kind, pairwise, has_labels)})")
+        raise DataError(path, None,
+                        f"empty file: no examples (expected lines of {_expected_columns(kind, pairwise, has_labels)})")
 
 
 def read_task_file(path: str, *, kind: str, pairwise: bool, label_names: Sequence[str] | None,
@@ -150,24 +160,24 @@ def read_task_folder(task_dir: str, *, do_NER: bool = False, do_pairwise: bool =
     The transfer file is not read here: see :func:`iter_transfer_file`.
     """
     task_dir = os.fspath(task_dir)
-    if not os.path.isdir(task_dir):
+    if not fs.isdir(task_dir):
         raise MissingFileError(task_dir, None, "task folder not found")
     kind = "ner" if do_NER else "classification"
-    labels_path = os.path.join(task_dir, "labels.tsv")
+    labels_path = fs.join(task_dir, "labels.tsv")
     label_names = None
-    if os.path.exists(labels_path):
+    if fs.exists(labels_path):
         label_names = read_labels_file(labels_path)
     elif do_NER:
         raise MissingFileError(labels_path, None, "file not found: NER task folders need labels.tsv (one tag a line)")
-    train_path = os.path.join(task_dir, "train.tsv")
-    if not os.path.exists(train_path):
+    train_path = fs.join(task_dir, "train.tsv")
+    if not fs.exists(train_path):
         raise MissingFileError(train_path, None, "file not found: a task folder needs train.tsv")
     out = {"train": read_task_file(train_path, kind=kind, pairwise=do_pairwise, label_names=label_names,
                                    skip_bad_lines=skip_bad_lines)}
     label_names = out["train"].label_names
     for split in ("dev", "test"):
-        p = os.path.join(task_dir, f"{split}.tsv")
-        if os.path.exists(p):
+        p = fs.join(task_dir, f"{split}.tsv")
+        if fs.exists(p):
             out[split] = read_task_file(p, kind=kind, pairwise=do_pairwise, label_names=label_names,
                                         skip_bad_lines=skip_bad_lines)
     return out
