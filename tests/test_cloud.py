@@ -11,7 +11,6 @@ the run folder loadable at the moment of the failure.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -25,9 +24,7 @@ import tiny_setup
 
 from xtremedistil_tf import fs, io
 
-# Outputs compared bit for bit (arrays) between runs.
-WEIGHT_FILES = ("xtremedistil.weights.h5", "word_embedding.npy", "hf/model.safetensors", "checkpoints/selected.npz",
-                "teacher/teacher.weights.h5")
+WEIGHT_FILES = tiny_setup.COMPARED_FILES  # compared bit for bit between runs
 
 
 def upload(local: Path, remote: str) -> str:
@@ -72,42 +69,6 @@ def relative_files(root: str) -> set[str]:
     return out
 
 
-def read_arrays(path: str) -> dict[str, np.ndarray]:
-    with fs.local_copy(path) as local:
-        if local.endswith(".npy"):
-            return {"": np.load(local)}
-        if local.endswith(".npz"):
-            with np.load(local) as data:
-                return {k: data[k] for k in data.files}
-        if local.endswith(".safetensors"):
-            from safetensors.numpy import load_file
-            return load_file(local)
-        import h5py
-        out = {}
-        with h5py.File(local, "r") as f:
-            f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-        return out
-
-
-def assert_same_arrays(a: str, b: str) -> None:
-    x, y = read_arrays(a), read_arrays(b)
-    assert sorted(x) == sorted(y), f"{a}: different arrays"
-    for k in x:
-        assert x[k].dtype == y[k].dtype and x[k].shape == y[k].shape and x[k].tobytes() == y[k].tobytes(), \
-            f"{a} vs {b}: {k} differs"
-
-
-def check_loadable(path: str) -> None:
-    """Raises if a finished file is partial (JSON, npz, npy, HDF5, safetensors, PNG, TFRecord shards by size)."""
-    name = fs.basename(path)
-    if name.endswith(".json"):
-        json.loads(fs.read_text(path))
-    elif name.endswith((".npz", ".npy", ".h5", ".safetensors")):
-        read_arrays(path)
-    elif name.endswith(".png"):
-        assert fs.read_bytes(path)[-8:-4] == b"IEND", "truncated PNG"
-
-
 def finished_files(root: str) -> list[str]:
     out = []
     for folder, dirs, files in fs.walk(root):
@@ -134,7 +95,7 @@ def test_the_main_job_on_an_object_store_gives_the_outputs_of_a_local_run(uninte
     assert relative_files(model_dir) == relative_files(str(local_dir))
     assert io.committed(f"{model_dir}/hf") and io.committed(f"{model_dir}/saved_model")
     for name in WEIGHT_FILES:
-        assert_same_arrays(f"{model_dir}/{name}", str(local_dir / name))
+        tiny_setup.assert_bit_identical(f"{model_dir}/{name}", str(local_dir / name))
     for key in ("teacher", "final", "selected_stage"):
         assert metrics[key] == local_metrics[key], key
     assert {k: (v.get("dev"), v.get("test")) for k, v in metrics["stages"].items()} == \
@@ -251,7 +212,7 @@ def _fail_then_resume(local_setup, reference: str, fail_at: int, mid_file: bool,
     monkeypatch.undo()
     for path in finished_files(model_dir):  # nothing half-written under a final name
         try:
-            check_loadable(path)
+            tiny_setup.check_loadable(path)
         except Exception as e:  # noqa: BLE001
             raise AssertionError(f"write point {fail_at} ({faults.points[-1]}): {path} is corrupt: {e}") from e
     reads = []
@@ -267,7 +228,7 @@ def _fail_then_resume(local_setup, reference: str, fail_at: int, mid_file: bool,
     assert faults.half_written is None or faults.half_written not in reads, "the half-written object was read"
     assert not [p for p in relative_files(model_dir) if ".tmp" in p], "temporaries left behind"
     for name in WEIGHT_FILES:
-        assert_same_arrays(f"{model_dir}/{name}", f"{reference}/{name}")
+        tiny_setup.assert_bit_identical(f"{model_dir}/{name}", f"{reference}/{name}")
 
 
 def test_a_run_on_an_object_store_has_write_points_of_every_kind(uninterrupted):
@@ -328,7 +289,7 @@ def test_run_glue_on_an_object_store_gives_the_outputs_of_a_local_run(local_setu
                                              export_saved_model=True))
     assert results["remote"]["final"] == results["local"]["final"]
     assert relative_files(remote["out"]) == relative_files(local["out"])
-    assert_same_arrays(f"{remote['out']}/hf/model.safetensors", f"{local['out']}/hf/model.safetensors")
+    tiny_setup.assert_bit_identical(f"{remote['out']}/hf/model.safetensors", f"{local['out']}/hf/model.safetensors")
     for rel in results["local"]["predictions"].values():
         assert fs.read_bytes(f"{remote['out']}/{rel}") == fs.read_bytes(f"{local['out']}/{rel}")
     assert "run_glue configuration" in fs.read_text(f"{remote['out']}/run.log")
@@ -361,5 +322,28 @@ def test_the_readme_main_job_with_every_path_on_an_object_store_matches_a_local_
         assert metrics["remote"][key] == metrics["local"][key], key
     assert relative_files(remote["model_dir"]) == relative_files(local["model_dir"])
     for name in WEIGHT_FILES:
-        assert_same_arrays(f"{remote['model_dir']}/{name}", f"{local['model_dir']}/{name}")
+        tiny_setup.assert_bit_identical(f"{remote['model_dir']}/{name}", f"{local['model_dir']}/{name}")
     print("README main job, local and ram://: final", metrics["local"]["final"], "teacher", metrics["local"]["teacher"])
+
+
+def test_tfds_data_dir_reaches_tfds_unchanged(tmp_path, monkeypatch):
+    """--tfds_data_dir gs://... (run_distillation.py and run_glue.py share the flag) goes to tfds.load as given."""
+    import tensorflow_datasets as tfds
+
+    from xtremedistil_tf.apps.glue import GlueConfig
+    from xtremedistil_tf.data.tasks import load_task
+    from xtremedistil_tf.distill.config import DistilConfig
+    monkeypatch.chdir(tmp_path)
+    seen = []
+
+    def load(name, **kwargs):
+        seen.append((name, kwargs.get("data_dir")))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(tfds, "load", load)
+    with pytest.raises(Exception, match="stop here"):
+        load_task("glue/sst2", tfds_data_dir="gs://bucket/tensorflow_datasets")
+    assert seen == [("glue/sst2", "gs://bucket/tensorflow_datasets")]
+    assert DistilConfig(task="glue/sst2", tfds_data_dir="gs://b/t").tfds_data_dir == "gs://b/t"
+    assert "tfds_data_dir" in GlueConfig.NEUTRAL_KEYS and "tfds_data_dir" in DistilConfig.NEUTRAL_KEYS
+    assert not (tmp_path / "gs:").exists()

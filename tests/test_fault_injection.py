@@ -20,16 +20,12 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-
 import tiny_setup
 
 NUM_KILLS = 10
 SEED = 20240607
-# Weights and arrays that must be bit-identical between the interrupted and the uninterrupted run.
-COMPARED_FILES = ("xtremedistil.weights.h5", "word_embedding.npy", "hf/model.safetensors", "checkpoints/selected.npz",
-                  "teacher/teacher.weights.h5")
+COMPARED_FILES = tiny_setup.COMPARED_FILES
 
 
 def _is_temporary(name: str) -> bool:
@@ -69,61 +65,14 @@ def finished_files(folder: Path) -> list[Path]:
     return out
 
 
-def check_loadable(path: Path) -> None:
-    """Raises if a finished file of a run is corrupt or partial."""
-    name = path.name
-    if name.endswith(".json"):
-        json.loads(path.read_text(encoding="utf-8"))
-    elif name.endswith(".npz"):
-        with np.load(path) as data:
-            for k in data.files:
-                data[k]
-    elif name.endswith(".npy"):
-        np.load(path)
-    elif name.endswith(".h5"):
-        import h5py
-        with h5py.File(path, "r") as f:
-            f.visititems(lambda _, obj: obj[()] if isinstance(obj, h5py.Dataset) else None)
-    elif name.endswith(".safetensors"):
-        from safetensors.numpy import load_file
-        load_file(str(path))
-    elif name.endswith(".png"):
-        assert path.read_bytes()[-8:-4] == b"IEND", "truncated PNG"
-
-
 def check_all_loadable(folder: Path) -> int:
     files = finished_files(folder)
     for f in files:
         try:
-            check_loadable(f)
+            tiny_setup.check_loadable(f)
         except Exception as e:  # noqa: BLE001
             raise AssertionError(f"{f.relative_to(folder)} is corrupt after a kill: {type(e).__name__}: {e}") from e
     return len(files)
-
-
-def read_arrays(path: Path) -> dict[str, np.ndarray]:
-    if path.suffix == ".npy":
-        return {"": np.load(path)}
-    if path.suffix == ".npz":
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
-    if path.suffix == ".safetensors":
-        from safetensors.numpy import load_file
-        return load_file(str(path))
-    import h5py
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    return out
-
-
-def assert_bit_identical(a: Path, b: Path) -> None:
-    x, y = read_arrays(a), read_arrays(b)
-    assert sorted(x) == sorted(y), f"{a.name}: different arrays: {sorted(set(x) ^ set(y))}"
-    differ = [k for k in x if x[k].dtype != y[k].dtype or x[k].shape != y[k].shape or x[k].tobytes() != y[k].tobytes()]
-    assert not differ, (f"{a.name}: {len(differ)} of {len(x)} arrays differ from the uninterrupted run, e.g. "
-                        + ", ".join(f"{k} (max |diff| {np.max(np.abs(x[k].astype(np.float64) - y[k])):.3g})"
-                                    if x[k].shape == y[k].shape else k for k in differ[:5]))
 
 
 # Where the kills go, in the order a run writes them: (name, folder, file name). A point is reached when the
@@ -290,7 +239,7 @@ def _kill_resume_and_compare(setup, tmp_path, plan: list[dict], *, min_kills: in
     for name in COMPARED_FILES:
         assert (model_dir / name).exists() == (tmp_path / "uninterrupted" / name).exists(), name
         if (model_dir / name).exists():
-            assert_bit_identical(model_dir / name, tmp_path / "uninterrupted" / name)
+            tiny_setup.assert_bit_identical(model_dir / name, tmp_path / "uninterrupted" / name)
     m_killed = json.loads((model_dir / "metrics.json").read_text())
     m_ref = json.loads((tmp_path / "uninterrupted" / "metrics.json").read_text())
     assert m_killed["final"] == m_ref["final"] and m_killed["selected_stage"] == m_ref["selected_stage"]

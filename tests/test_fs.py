@@ -45,9 +45,10 @@ def test_urls_are_never_turned_into_local_folders(tmp_path, monkeypatch):
     assert not (tmp_path / "gs:").exists()
 
 
-def test_a_gs_path_reaches_tf_io_gfile_unchanged(tmp_path, monkeypatch):
-    """Every call for a gs:// path lands in tf.io.gfile with the path as given (here a recorder that keeps the
-    objects in ram://), and no local folder named 'gs:' appears."""
+@pytest.fixture
+def fake_gcs(tmp_path, monkeypatch):
+    """tf.io.gfile recording every path it is handed, gs:// objects kept in ram://; the working folder is tmp_path.
+    Returns (calls, ram root)."""
     import tensorflow as tf
     monkeypatch.chdir(tmp_path)
     seen, root = [], f"ram://fake-gcs-{uuid.uuid4().hex[:8]}/"
@@ -63,6 +64,17 @@ def test_a_gs_path_reaches_tf_io_gfile_unchanged(tmp_path, monkeypatch):
 
     for name in ("exists", "isdir", "listdir", "makedirs", "copy", "remove", "rmtree", "stat", "GFile"):
         monkeypatch.setattr(tf.io.gfile, name, recorder(name))
+    return seen, root
+
+
+def _gs_paths(seen, root):
+    return [p for _, args in seen for p in args if not p.startswith(("/", root))]
+
+
+def test_a_gs_path_reaches_tf_io_gfile_unchanged(tmp_path, fake_gcs):
+    """Every call for a gs:// path lands in tf.io.gfile with the path as given (here a recorder that keeps the
+    objects in ram://), and no local folder named 'gs:' appears."""
+    seen, root = fake_gcs
     run = "gs://bucket/sst2"
     io.write_json(fs.join(run, "metrics.json"), {"accuracy": 0.9})
     with io.atomic_dir(fs.join(run, "hf")) as tmp:
@@ -70,9 +82,27 @@ def test_a_gs_path_reaches_tf_io_gfile_unchanged(tmp_path, monkeypatch):
     assert io.read_json(fs.join(run, "metrics.json")) == {"accuracy": 0.9}
     assert io.committed(fs.join(run, "hf"))
     assert sorted(fs.listdir(run)) == ["hf", "metrics.json"]
-    paths = [p for _, args in seen for p in args if not p.startswith(("/", root))]
+    paths = _gs_paths(seen, root)
     assert paths and all(p.startswith("gs://bucket/sst2") for p in paths), paths
     assert not (tmp_path / "gs:").exists() and not any(p.name == "gs:" for p in tmp_path.rglob("*"))
+
+
+def test_a_gs_model_dir_is_validated_and_opened_on_the_store(tmp_path, fake_gcs):
+    """run_distillation's path checks and its run folder hand --model_dir gs://... to tf.io.gfile, never to os."""
+    from xtremedistil_tf.distill.config import DistilConfig
+    from xtremedistil_tf.distill.run_folder import RunFolder
+    seen, root = fake_gcs
+    cfg = DistilConfig(task="glue/sst2", model_dir="gs://bucket/runs/sst2", teacher_model_dir="gs://bucket/teacher")
+    cfg.validate_paths()
+    folder = RunFolder(cfg.model_dir, chief=True)
+    folder.save_config(cfg)
+    folder.save_state({"stages": {}, "finished": False})
+    assert folder.load_state() == {"stages": {}, "finished": False}
+    assert io.read_json("gs://bucket/runs/sst2/xtremedistil-config.json")["model_dir"] == "gs://bucket/runs/sst2"
+    paths = _gs_paths(seen, root)
+    assert ("makedirs", ["gs://bucket/runs/sst2"]) in seen and ("makedirs", ["gs://bucket/teacher"]) in seen
+    assert all(p.startswith(("gs://bucket/runs/sst2", "gs://bucket/teacher")) for p in paths), paths
+    assert not any(p.name == "gs:" for p in tmp_path.rglob("*"))
 
 
 # ------------------------------------------------------------------------------------------------- file system
@@ -282,6 +312,7 @@ _FORBIDDEN = {("os.path", n) for n in ("exists", "lexists", "isdir", "isfile", "
 # (file, function): local-only by nature, with the reason.
 _ALLOWED = {
     ("xtremedistil_tf/strategy.py", "cpu_flags"): "reads /proc/cpuinfo of this machine",
+    ("xtremedistil_tf/cli.py", "_gpu_present"): "looks for /dev/nvidia* on this machine",
 }
 
 

@@ -146,3 +146,51 @@ def distil_command(args: list[str]) -> list[str]:
 def run_distillation(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(distil_command(args), env=subprocess_env(), cwd=str(REPO_ROOT), capture_output=True,
                           text=True, timeout=timeout)
+
+
+# Weights and arrays that must be bit-identical between an interrupted (then resumed) run and an uninterrupted one.
+COMPARED_FILES = ("xtremedistil.weights.h5", "word_embedding.npy", "hf/model.safetensors", "checkpoints/selected.npz",
+                  "teacher/teacher.weights.h5")
+
+
+def read_arrays(path) -> dict[str, np.ndarray]:
+    """Every array of an .npy, .npz, .safetensors or HDF5 file (local or on any file system of xtremedistil_tf.fs)."""
+    from xtremedistil_tf import fs
+    with fs.local_copy(str(path)) as local:
+        if local.endswith(".npy"):
+            return {"": np.load(local)}
+        if local.endswith(".npz"):
+            with np.load(local) as data:
+                return {k: data[k] for k in data.files}
+        if local.endswith(".safetensors"):
+            from safetensors.numpy import load_file
+            return load_file(local)
+        import h5py
+        out = {}
+        with h5py.File(local, "r") as f:
+            f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        return out
+
+
+def assert_bit_identical(a, b) -> None:
+    """The two files hold the same arrays, bit for bit (names, dtypes, shapes, bytes)."""
+    x, y = read_arrays(a), read_arrays(b)
+    assert sorted(x) == sorted(y), f"{a}: different arrays: {sorted(set(x) ^ set(y))}"
+    differ = [k for k in x if x[k].dtype != y[k].dtype or x[k].shape != y[k].shape or x[k].tobytes() != y[k].tobytes()]
+    assert not differ, (f"{a}: {len(differ)} of {len(x)} arrays differ from {b}, e.g. "
+                        + ", ".join(f"{k} (max |diff| {np.max(np.abs(x[k].astype(np.float64) - y[k])):.3g})"
+                                    if x[k].shape == y[k].shape else k for k in differ[:5]))
+
+
+def check_loadable(path) -> None:
+    """Raises if a finished file of a run is partial or corrupt (JSON, npz, npy, HDF5, safetensors, PNG)."""
+    import json
+
+    from xtremedistil_tf import fs
+    path = str(path)
+    if path.endswith(".json"):
+        json.loads(fs.read_text(path))
+    elif path.endswith((".npz", ".npy", ".h5", ".safetensors")):
+        read_arrays(path)
+    elif path.endswith(".png"):
+        assert fs.read_bytes(path)[-8:-4] == b"IEND", "truncated PNG"

@@ -17,7 +17,7 @@ class RuntimeConfig:
     """How a run executes, shared by every app. `NEUTRAL_KEYS` change how fast or how loudly a run goes, not what
     it computes: a rerun into the same output folder may change them."""
 
-    NEUTRAL_KEYS = ("strategy", "tpu", "verbose", "log_every", "fixed_shapes", "jit_compile")
+    NEUTRAL_KEYS = ("strategy", "tpu", "verbose", "log_every", "fixed_shapes", "jit_compile", "tfds_data_dir")
 
     seed: int = option(42, "random seed (initialisation, batch order, dropout, samples)")
     opt_policy: str = option("float32", f"precision policy: {', '.join(POLICIES)} (auto: mixed_bfloat16 on TPUs "
@@ -31,6 +31,8 @@ class RuntimeConfig:
     deterministic: bool = option(False, "TF op determinism: reruns and resumed runs give identical weights")
     verbose: bool = option(False, "show tracebacks on errors")
     log_every: int = option(50, "log the running loss every N steps (0: never)")
+    tfds_data_dir: str = option("", "TFDS data_dir for TFDS tasks, e.g. gs://bucket/tensorflow_datasets (default: "
+                                    "TFDS' own)")
 
     def runtime_problems(self) -> list[str]:
         """What is wrong with the runtime flags (empty when nothing is)."""

@@ -147,12 +147,22 @@ def walk(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
         return
     if not isdir(top):
         return
-    names = listdir(top)
-    dirs = [n for n in names if isdir(join(top, n))]
-    files = [n for n in names if n not in dirs]
+    yield from _walk_remote(top)
+
+
+def _walk_remote(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
+    if top.startswith("gs://"):  # GCS lists folders with a trailing '/': no call per entry
+        with _errors(top):
+            raw = _gfile().listdir(top)
+        dirs = [n.rstrip("/") for n in raw if n.endswith("/")]
+        files = [n for n in raw if not n.endswith("/")]
+    else:
+        names = listdir(top)
+        dirs = [n for n in names if isdir(join(top, n))]
+        files = [n for n in names if n not in dirs]
     yield top, dirs, files
     for d in list(dirs):
-        yield from walk(join(top, d))
+        yield from _walk_remote(join(top, d))
 
 
 def glob(pattern: str) -> list[str]:

@@ -54,13 +54,9 @@ def atomic_path(path: str) -> Iterator[str]:
     path = os.fspath(path)
     base = fs.basename(path)
     if fs.is_remote(path):
-        scratch = tempfile.mkdtemp(prefix="xtremedistil-write-")
-        try:
-            tmp = os.path.join(scratch, base)
+        with _scratch(base) as tmp:
             yield tmp
             _upload(tmp, path)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
         return
     path = fs.abspath(path)
     folder = os.path.dirname(path)
@@ -83,6 +79,16 @@ def _default_modes() -> tuple[int, int]:
     umask = os.umask(0o022)
     os.umask(umask)
     return 0o666 & ~umask, 0o777 & ~umask
+
+
+@contextlib.contextmanager
+def _scratch(name: str) -> Iterator[str]:
+    """A local path `name` in a private scratch folder, removed afterwards (where remote writes are prepared)."""
+    scratch = tempfile.mkdtemp(prefix="xtremedistil-write-")
+    try:
+        yield os.path.join(scratch, name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _new_local_file(folder: str, base: str) -> str:
@@ -160,14 +166,10 @@ def atomic_dir(path: str) -> Iterator[str]:
     """Yields a local temporary folder; it replaces the folder `path` as a whole only if the block finishes."""
     path = os.fspath(path)
     if fs.is_remote(path):
-        scratch = tempfile.mkdtemp(prefix="xtremedistil-write-")
-        try:
-            tmp = os.path.join(scratch, fs.basename(path))
+        with _scratch(fs.basename(path)) as tmp:
             os.mkdir(tmp)
             yield tmp
             _publish(tmp, path)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
         return
     path = fs.abspath(path)
     parent = os.path.dirname(path)

@@ -54,7 +54,6 @@ class GlueConfig(RuntimeConfig):
     data_dir: str = option("", "the GLUE task folder (or the glue/ folder above it), or for --task=ner a CoNLL folder "
                                "(train.txt, dev.txt, test.txt); empty: TFDS glue/<task> (conll2003 for ner)")
     tokenizer: str = option("", "tokenizer folder or hub id (default: the model's own tokenizer files)")
-    tfds_data_dir: str = option("", "TFDS data_dir (default: TFDS' own)")
     seq_len: int = option(128, "maximum sequence length in tokens (each split is padded to its longest example, at "
                                "most this)")
     batch_size: int = option(32, "per-replica training batch size")

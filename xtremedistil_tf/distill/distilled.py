@@ -62,7 +62,8 @@ class DistilledModel:
     def evaluate(self) -> dict:
         """Metrics on the task's dev and test splits (those with labels), keyed by split."""
         c = self.config
-        task = load_task(c.task, do_NER=c.do_NER, do_pairwise=c.do_pairwise, glue_task=c.glue_task)
+        task = load_task(c.task, do_NER=c.do_NER, do_pairwise=c.do_pairwise, glue_task=c.glue_task,
+                         tfds_data_dir=c.tfds_data_dir or None)
         out = {}
         for split in ("dev", "test"):
             if task.labelled(split):
@@ -103,7 +104,8 @@ class DistilledModel:
     def fine_tune(self, *, epochs: int, patience: int, batch_size: int, learning_rate: float, seed: int = 42):
         """Continued fine-tuning on the task's train split, early-stopped on dev; writes xtremedistil-ft.*."""
         c = self.config
-        task = load_task(c.task, do_NER=c.do_NER, do_pairwise=c.do_pairwise, glue_task=c.glue_task)
+        task = load_task(c.task, do_NER=c.do_NER, do_pairwise=c.do_pairwise, glue_task=c.glue_task,
+                         tfds_data_dir=c.tfds_data_dir or None)
         train = self.featurizer.encode(task.splits["train"], name="train")
         dev = self.featurizer.encode(task.splits["dev"], name="dev")
         student = self.student

@@ -133,7 +133,8 @@ class Distillation:
             check_vocabulary(self.tokenizer, self._student_vocab, where=c.pt_student_checkpoint,
                              model="this student checkpoint (fed by the teacher's tokenizer)")
         self.task = None if c.task_agnostic else load_task(c.task, do_NER=c.do_NER, do_pairwise=c.do_pairwise,
-                                                           glue_task=c.glue_task, do_QA=c.do_QA)
+                                                           glue_task=c.glue_task, do_QA=c.do_QA,
+                                                           tfds_data_dir=c.tfds_data_dir or None)
         self.data = DistillationData(c, self.task, self.tokenizer, self.folder)
         self.kind = self.data.kind
         self.label_names = self.data.label_names
