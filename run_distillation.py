@@ -7,10 +7,14 @@ See README.md for the reference run and `--helpfull` for every flag.
 """
 import sys
 
-from absl import app, flags, logging
+from xtremedistil_tf.cli import quiet_start
 
-from xtremedistil_tf.cli import config_from_flags, define_config_flags, run_main
-from xtremedistil_tf.distill.config import DistilConfig
+quiet_start()  # before TensorFlow is imported
+
+from absl import app, flags, logging  # noqa: E402
+
+from xtremedistil_tf.cli import config_from_flags, define_config_flags, run_main  # noqa: E402
+from xtremedistil_tf.distill.config import DistilConfig  # noqa: E402
 
 define_config_flags(DistilConfig)
 

@@ -10,10 +10,14 @@ Writes metrics.json, run.log, predictions.json (and null_odds.json for v2.0) and
 """
 import sys
 
-from absl import app, flags, logging
+from xtremedistil_tf.cli import quiet_start
 
-from xtremedistil_tf.apps.squad import SquadConfig
-from xtremedistil_tf.cli import config_from_flags, define_config_flags, run_main
+quiet_start()  # before TensorFlow is imported
+
+from absl import app, flags, logging  # noqa: E402
+
+from xtremedistil_tf.apps.squad import SquadConfig  # noqa: E402
+from xtremedistil_tf.cli import config_from_flags, define_config_flags, run_main  # noqa: E402
 
 define_config_flags(SquadConfig)
 

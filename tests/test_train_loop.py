@@ -1,6 +1,7 @@
 """The shared training loop: length-grouped batches and a step traced once for batches of any length."""
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from xtremedistil_tf.train import loop
@@ -105,3 +106,24 @@ def test_predict_is_traced_once_for_trimmed_batches_and_keeps_row_order():
     np.testing.assert_array_equal(again["length"], lengths)
     assert len(set(out["width"].tolist())) > 3  # batches were cut to several lengths
     assert np.all(out["width"] >= lengths) and np.all(out["width"] % 8 == 0)
+
+
+def test_predicting_with_many_models_gives_no_retracing_warning():
+    """One trace per model (a stage's student, the teacher) is expected; TensorFlow must not call it retracing."""
+    import logging
+    arrays, _ = _arrays(n=40)
+    strategy = tf.distribute.get_strategy()
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.addHandler(handler)
+    try:
+        for i in range(10):
+            scale = tf.Variable(float(i))
+            out = loop.predict(strategy, lambda b, s=scale: {"x": tf.cast(b["input_ids"][:, :1], tf.float32) * s},
+                               arrays, 16)
+            assert float(out["x"].max()) == pytest.approx(i * float(arrays["input_ids"][:, 0].max()))
+    finally:
+        tf_logger.removeHandler(handler)
+    assert not [r for r in records if "retracing" in r.getMessage()], [r.getMessage()[:120] for r in records]

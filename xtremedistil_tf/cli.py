@@ -1,13 +1,75 @@
 """Shared entry-point behaviour: one clear line for user errors (no traceback unless --verbose), exit codes."""
 from __future__ import annotations
 
+import atexit
 import os
+import re
 import sys
+import tempfile
 import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_USER_ERROR = 2
+
+# What TensorFlow's C++ side prints while it starts, before absl logging is set up (so TF_CPP_MIN_LOG_LEVEL cannot
+# hide it): notices, not problems. Shown with --verbose.
+_START_NOTICES = [re.compile(p) for p in (
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
+    r"^I\d{4} [\d:. ]+\d+ port\.cc:\d+\] oneDNN custom operations are on",
+    r"^I\d{4} [\d:. ]+\d+ cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine",
+    r"^I\d{4} [\d:. ]+\d+ cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized",
+    r"^To enable the following instructions: .* in other operations, rebuild TensorFlow",
+)]
+# CUDA probing on a machine without an NVIDIA device: an "error" line about a GPU that is not there.
+_NO_GPU_PROBE = re.compile(r"^E\d{4} [\d:. ]+\d+ cuda_(platform|executor|driver)\.cc:\d+\] failed call to cuInit")
+_quiet: dict = {}
+
+
+def quiet_start(argv: list[str] | None = None) -> None:
+    """Keeps TensorFlow's start-up notices (oneDNN, CUDA probing where there is no GPU) off stderr, unless
+    --verbose is among `argv`: stderr is held in a file until `end_quiet_start` (called by `run_main` once the
+    devices are up) or the exit, then everything else in it is written out, so no real error is hidden.
+    Call it first thing in an entry point, before TensorFlow is imported."""
+    argv = sys.argv if argv is None else argv
+    if _quiet or any(a in ("--verbose", "--verbose=true", "--verbose=True", "--verbose=1") for a in argv):
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to quiet
+        return
+    held = tempfile.TemporaryFile()
+    os.dup2(held.fileno(), 2)
+    _quiet.update(saved=saved, held=held)
+    atexit.register(end_quiet_start)
+
+
+def end_quiet_start(*, verbose: bool = False) -> None:
+    """Brings stderr back and writes out what was held, start-up notices left out (all of it if `verbose`)."""
+    if not _quiet:
+        return
+    sys.stderr.flush()
+    saved, held = _quiet.pop("saved"), _quiet.pop("held")
+    os.dup2(saved, 2)
+    os.close(saved)
+    held.seek(0)
+    lines = held.read().decode("utf-8", "replace").splitlines(keepends=True)
+    held.close()
+    no_gpu = not _gpu_present()
+    kept = [ln for ln in lines if verbose or not (any(p.match(ln.rstrip("\n")) for p in _START_NOTICES)
+                                                  or (no_gpu and _NO_GPU_PROBE.match(ln)))]
+    if kept:
+        sys.stderr.write("".join(kept))
+        sys.stderr.flush()
+
+
+def _gpu_present() -> bool:
+    """Whether this machine has an NVIDIA device node (then a failed CUDA start is a real error)."""
+    try:
+        return any(n.startswith("nvidia") and n[6:].isdigit() for n in os.listdir("/dev"))
+    except OSError:
+        return True
 
 
 def define_config_flags(cls) -> None:
@@ -39,6 +101,12 @@ def run_main(main, argv, verbose: bool) -> int:
     """Calls `main(argv)` and returns the exit code: 0, 2 for a UserError (one line on stderr, the traceback
     only if `verbose`), 130 on Ctrl-C. Other exceptions propagate so real bugs keep their traceback."""
     from xtremedistil_tf.errors import UserError
+    if _quiet:
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices()  # the devices' start (CUDA probing) happens here, still held
+        finally:
+            end_quiet_start(verbose=verbose)
     try:
         main(argv)
         return 0

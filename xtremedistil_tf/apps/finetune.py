@@ -7,7 +7,7 @@ import sys
 
 from absl import app, flags, logging
 
-from xtremedistil_tf.cli import run_main
+from xtremedistil_tf.cli import quiet_start, run_main
 
 flags.DEFINE_string("model_dir", None, "a finished run_distillation.py model_dir")
 flags.DEFINE_integer("ft_epochs", 100, "maximum epochs")
@@ -31,6 +31,7 @@ def _main(argv):
 
 def main(argv):
     """absl entry point: runs the fine-tuning and exits with run_main's code (2 on a user error)."""
+    quiet_start()
     logging.set_verbosity(logging.INFO)
     sys.exit(run_main(_main, argv, FLAGS.verbose))
 

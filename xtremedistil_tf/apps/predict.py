@@ -8,7 +8,7 @@ import sys
 from absl import app, flags, logging
 
 from xtremedistil_tf import fs
-from xtremedistil_tf.cli import run_main
+from xtremedistil_tf.cli import quiet_start, run_main
 
 flags.DEFINE_string("model_dir", None, "a finished run_distillation.py model_dir")
 flags.DEFINE_string("pred_file", None, "file to predict (one text, pair or word list a line)")
@@ -40,6 +40,7 @@ def _main(argv):
 
 def main(argv):
     """absl entry point: predicts and/or evaluates, exiting with run_main's code (2 on a user error)."""
+    quiet_start()
     logging.set_verbosity(logging.INFO)
     sys.exit(run_main(_main, argv, FLAGS.verbose))
 

@@ -7,6 +7,7 @@ batch, so the result is the same for any number of replicas.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 import weakref
@@ -197,10 +198,12 @@ def _compiled_predict(strategy, fn, spec):
     if key not in per_fn:
         # The compiled function holds `fn` weakly: a strong reference would keep the cache's key, and with it the
         # model `fn` closes over, alive for ever (a leak of one model per run_glue cell in a long process).
-        fn_ref = weakref.ref(fn)
-
-        def run(batch):
-            out = strategy.run(fn_ref(), args=(batch,))
-            return {k: strategy.gather(v, axis=0) for k, v in out.items()}
-        per_fn[key] = tf.function(run, input_signature=[spec])
+        # A partial, not a closure: TensorFlow counts traces per code object, so closures of one `def` made for
+        # different models (one per stage) would add up to a false "frequent retracing" warning.
+        per_fn[key] = tf.function(functools.partial(_predict_step, strategy, weakref.ref(fn)), input_signature=[spec])
     return per_fn[key]
+
+
+def _predict_step(strategy, fn_ref, batch):
+    out = strategy.run(fn_ref(), args=(batch,))
+    return {k: strategy.gather(v, axis=0) for k, v in out.items()}

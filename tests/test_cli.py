@@ -1,0 +1,53 @@
+"""Entry points start quietly: TensorFlow's C++ start-up notices (oneDNN, CUDA probing on a machine without a GPU)
+stay off stderr unless --verbose, and everything else written to stderr meanwhile still comes out."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import tiny_setup
+
+_TF_LINE = re.compile(r"^[IWEF]\d{4} |oneDNN|cuInit|cudart_stub|absl::InitializeLog", re.M)
+
+
+def _run(code_or_args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *code_or_args], env=tiny_setup.subprocess_env(),
+                          cwd=str(tiny_setup.REPO_ROOT), capture_output=True, text=True, timeout=300)
+
+
+def test_a_cpu_run_starts_without_tensorflow_notices_and_shows_its_error(tmp_path):
+    result = _run(["run_distillation.py", f"--task={tmp_path}/missing", f"--model_dir={tmp_path}/run"])
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == "error: invalid paths:", result.stderr
+    assert f"--task={tmp_path}/missing: no such folder" in result.stderr
+    assert not _TF_LINE.search(result.stderr), result.stderr
+
+
+def test_verbose_keeps_everything(tmp_path):
+    result = _run(["run_distillation.py", f"--task={tmp_path}/missing", f"--model_dir={tmp_path}/run", "--verbose"])
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr and "no such folder" in result.stderr
+
+
+def test_only_start_up_notices_are_left_out_and_nothing_is_lost_at_exit():
+    code = r"""
+import os, sys
+from xtremedistil_tf.cli import quiet_start, end_quiet_start
+quiet_start([])
+os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+os.write(2, b"I0000 00:00:1796418703.567045   26997 port.cc:153] oneDNN custom operations are on. You may see\n")
+os.write(2, b"E0000 00:00:1796418707.526575   26997 some_kernel.cc:52] a real problem\n")
+print("python's own stderr line", file=sys.stderr)
+end_quiet_start()
+quiet_start([])
+os.write(2, b"I0000 00:00:1796418703.567448   26997 cudart_stub.cc:31] Could not find cuda drivers on your machine\n")
+sys.stderr.write("said just before exiting without end_quiet_start\n")
+sys.exit(3)
+"""
+    result = _run(["-c", code])
+    assert result.returncode == 3
+    assert result.stderr.splitlines() == [
+        "E0000 00:00:1796418707.526575   26997 some_kernel.cc:52] a real problem",
+        "python's own stderr line",
+        "said just before exiting without end_quiet_start"], result.stderr
