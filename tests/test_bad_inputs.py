@@ -142,6 +142,16 @@ def _saved_teacher(damage: str):
     return make
 
 
+def _relabel(relpath: str, line: int, label: str):
+    """Replaces the label (last column) of the 1-based `line` of a task file."""
+    def make(root: Path):
+        path = root / relpath
+        lines = path.read_text(encoding="utf-8").split("\n")
+        lines[line - 1] = lines[line - 1].rsplit("\t", 1)[0] + "\t" + label
+        path.write_text("\n".join(lines), encoding="utf-8")
+    return make
+
+
 def _drop(key):
     return lambda state: state.pop(key)
 
@@ -170,6 +180,9 @@ CASES = [
     Case("data-missing-train", ("--task=", "no train.tsv"), remove=("task/train.tsv",)),
     Case("data-train-is-folder", ("--task=", "no train.tsv")),
     Case("data-missing-task-folder", ("--task=", "no such folder"), remove=("task",)),
+    Case("data-mixed-labels", ("train.tsv:7", "label 'positive' is not numeric",
+                               "labels are 0/1 elsewhere in this file (first seen at line 1)", "59 numeric vs 1"),
+         make=_relabel("task/train.tsv", 7, "positive")),
     Case("data-glue-no-header", ("train.tsv:1", "expected a header", "GLUE sst2"), flags={"glue_task": "sst2"}),
     Case("data-glue-unknown-task", ("--glue_task", "unknown GLUE task 'sst3'"), flags={"glue_task": "sst3"}),
     # ---- transfer file

@@ -403,6 +403,198 @@ def test_conll_errors(tmp_path, content, line, message):
 
 
 # ------------------------------------------------------------------------------------------------------------
+# Label sanity: mixed numeric / non-numeric labels, dev labels train lacks, rare classes
+# ------------------------------------------------------------------------------------------------------------
+
+def _warnings(caplog):
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_mixed_labels_in_task_folder_train(tmp_path):
+    folder = tmp_path / "task"
+    p = write(folder, "train.tsv", "a\t0\nb\t1\n\nc\t1\nd\tpositive\ne\t0\n")
+    with raises_at(p, 5, r"label 'positive' is not numeric, but labels are 0/1 elsewhere in this file "
+                         r"\(first seen at line 1\); expected a numeric label like those: the file mixes numeric "
+                         r"and non-numeric labels \(4 numeric vs 1 non-numeric line\(s\); the minority kind"):
+        read_task_folder(str(folder))
+    # The same through read_task_file (label set inferred) and load_task.
+    with raises_at(p, 5, "label 'positive' is not numeric"):
+        read_task_file(p, kind="classification", pairwise=False, label_names=None)
+    from xtremedistil_tf.data.tasks import load_task
+    with raises_at(p, 5, "labels are 0/1 elsewhere"):
+        load_task(str(folder))
+    # A labels.tsv of 0/1 does not hide it: still the mixed-label error, at the same line.
+    write(folder, "labels.tsv", "0\n1\n")
+    with raises_at(p, 5, "label 'positive' is not numeric"):
+        read_task_folder(str(folder))
+    # The numeric kind as the minority: the first numeric label is the odd one.
+    p = write(folder, "train.tsv", "a\tpos\nb\tneg\nc\t1\nd\tpos\ne\t0\n")
+    (folder / "labels.tsv").unlink()
+    with raises_at(p, 3, r"label '1' is numeric, but labels are neg/pos elsewhere in this file \(first seen at "
+                         r"line 1\); expected a non-numeric label.*3 non-numeric vs 2 numeric"):
+        read_task_folder(str(folder))
+    # A tie: the kind first seen later is the odd one (names first here, so the numbers are odd).
+    p = write(folder, "train.tsv", "a\tpos\nb\t1\nc\tneg\nd\t0\n")
+    with raises_at(p, 2, r"label '1' is numeric.*a tie, so the kind first seen later in the file"):
+        read_task_folder(str(folder))
+    p = write(folder, "train.tsv", "a\t1\nb\tpos\nc\t0\nd\tneg\n")
+    with raises_at(p, 2, r"label 'pos' is not numeric, but labels are 0/1 elsewhere .*first seen at line 1"):
+        read_task_folder(str(folder))
+    # Decimal numbers are numeric too; pairwise files are checked alike.
+    p = write(folder, "pairs.tsv", "a\tb\t0.5\nc\td\t1.5\ne\tf\thigh\n")
+    with raises_at(p, 3, r"label 'high' is not numeric, but labels are 0\.5/1\.5 elsewhere"):
+        read_task_file(p, kind="classification", pairwise=True, label_names=None)
+
+
+def test_mixed_labels_skip_bad_lines_and_accepted_cases(tmp_path, caplog):
+    folder = tmp_path / "task"
+    write(folder, "train.tsv", "a\t0\nb\t1\nc\tpositive\nd\t1\ne\t0\n")
+    with caplog.at_level(logging.INFO):
+        out = read_task_folder(str(folder), skip_bad_lines=True)
+    # The odd line is skipped (and logged), and its label does not become a class.
+    assert out["train"].label_names == ["0", "1"] and [e.text_a for e in out["train"].examples] == list("abde")
+    assert "skipped 1 bad line(s)" in caplog.text and "line 3: label 'positive' is not numeric" in caplog.text
+    # One kind only: fine (numbers, names, and names with digits in them).
+    for labels in (["0", "1", "2"], ["neg", "pos", "neutral"], ["1star", "2stars", "5stars"], ["-1", "+1", "1e3"]):
+        write(folder, "train.tsv", "".join(f"t{i}\t{x}\n" for i, x in enumerate(labels)))
+        assert sorted(read_task_folder(str(folder))["train"].label_names) == sorted(labels)
+    # A labels.tsv that itself declares both kinds is the user's choice: no mixed-label error.
+    write(folder, "labels.tsv", "0\n1\nother\n")
+    write(folder, "train.tsv", "a\t0\nb\t1\nc\tother\n")
+    assert read_task_folder(str(folder))["train"].label_names == ["0", "1", "other"]
+    # Dev/test files are not training files: a label outside train's set stays the usual error.
+    (folder / "labels.tsv").unlink()
+    write(folder, "train.tsv", "a\t0\nb\t1\n")
+    p = write(folder, "dev.tsv", "a\t1\nb\tpositive\n")
+    with raises_at(p, 2, r"label 'positive' is not in the label set \('0', '1'\)"):
+        read_task_folder(str(folder))
+
+
+def test_regression_labels_must_be_numbers(tmp_path):
+    # Regression files are exempt from the mixed-label check because a non-number is already an error.
+    p = write(tmp_path, "r.tsv", "a\tb\t3.5\nc\td\t1\ne\tf\thigh\n")
+    with raises_at(p, 3, "expected a finite number as the regression label, found 'high'"):
+        read_task_file(p, kind="regression", pairwise=True, label_names=None)
+    p = write(tmp_path / "STS-B", "train.tsv", "sentence1\tsentence2\tscore\nA\tB\t4.5\nC\tD\tsimilar\n")
+    with raises_at(p, 3, "expected a number as the regression label, found 'similar'"):
+        read_glue("stsb", str(tmp_path))
+
+
+def test_mixed_labels_in_glue_folder(tmp_path, caplog):
+    t = "\t"
+    p = write(tmp_path / "SST-2", "train.tsv", f"sentence{t}label\nok{t}1\nbad{t}0\n\nmeh{t}positive\nfine{t}1\n")
+    with raises_at(p, 5, r"label 'positive' is not in the label set \(0, 1 = negative, positive\); GLUE sst2 files "
+                         r"hold label ids \(0/1\), not names: labels are 0/1 elsewhere in this file "
+                         r"\(first seen at line 2\)$"):
+        read_glue("sst2", str(tmp_path))
+    # A name on the first label line: the task's kind (ids) still decides which label is odd.
+    p = write(tmp_path / "SST-2", "train.tsv", f"sentence{t}label\nmeh{t}positive\nok{t}1\n")
+    with raises_at(p, 2, r"not in the label set \(0, 1 = negative, positive\); GLUE sst2 files hold label ids "
+                         r"\(0/1\), not names$"):
+        read_glue("sst2", str(tmp_path))
+    # An out-of-range id keeps its message as it was.
+    p = write(tmp_path / "SST-2", "train.tsv", f"sentence{t}label\nok{t}1\nbad{t}2\n")
+    with raises_at(p, 3, r"label '2' is not in the label set \(0, 1 = negative, positive\)$"):
+        read_glue("sst2", str(tmp_path))
+    # A task whose files hold names, with an id among them.
+    p = write(tmp_path / "QNLI", "train.tsv", "index\tquestion\tsentence\tlabel\n0\tQ\tS\tentailment\n1\tQ\tS\t1\n")
+    with raises_at(p, 3, r"label '1' is not in the label set \('entailment', 'not_entailment'\); GLUE qnli files "
+                         r"hold label names \(entailment/not_entailment\), not ids: labels are entailment "
+                         r"elsewhere in this file \(first seen at line 2\)$"):
+        read_glue("qnli", str(tmp_path))
+    # With skip_bad_lines the odd line is skipped and logged.
+    write(tmp_path / "SST-2", "train.tsv", f"sentence{t}label\nok{t}1\nmeh{t}positive\nbad{t}0\n")
+    with caplog.at_level(logging.INFO):
+        d = read_glue("sst2", str(tmp_path), splits=["train"], skip_bad_lines=True)["train"]
+    assert [e.label for e in d.examples] == [1, 0] and "line 3: label 'positive'" in caplog.text
+
+
+def test_rare_label_warning(tmp_path, caplog):
+    folder = tmp_path / "task"
+    p = write(folder, "train.tsv", "".join(f"n{i}\tneg\n" for i in range(6)) + "".join(
+        f"p{i}\tpos\n" for i in range(5)) + "typo\tpostive\nx\tneu\ny\tneu\n")
+    write(folder, "dev.tsv", "d\tpostive\n")  # dev files are not counted
+    with caplog.at_level(logging.INFO):
+        out = read_task_folder(str(folder))
+    assert out["train"].label_names == ["neg", "neu", "pos", "postive"]
+    assert _warnings(caplog) == [f"{p}: 2 labels have fewer than 5 training examples (too few to learn well; a typo "
+                                 "in a label?): 'neu' has 2 examples, 'postive' has 1 example"]
+    # A class of labels.tsv that train lacks entirely: 0 examples.
+    write(folder, "labels.tsv", "neg\npos\nneu\npostive\nmixed\n")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        read_task_folder(str(folder))
+    assert "'mixed' has 0 examples" in caplog.text and f"{p}: 3 labels have fewer than 5" in caplog.text
+    # Enough of every class: no warning at all.
+    p = write(tmp_path, "ok.tsv", "".join(f"t{i}\t{i % 2}\n" for i in range(10)))
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        read_task_file(p, kind="classification", pairwise=False, label_names=None)
+    assert _warnings(caplog) == []
+    # GLUE: train only.
+    t = "\t"
+    sst = write(tmp_path / "SST-2", "train.tsv", f"sentence{t}label\n" + f"a{t}1\n" * 6 + f"b{t}0\n")
+    write(tmp_path / "SST-2", "dev.tsv", f"sentence{t}label\nok{t}1\n")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        read_glue("sst2", str(tmp_path))
+    assert _warnings(caplog) == [f"{sst}: 1 label has fewer than 5 training examples (too few to learn well; a "
+                                 "typo in a label?): 'negative' has 1 example"]
+
+
+CONLL_IOB1 = ("-DOCSTART- -X- -X- O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\nGerman JJ I-NP I-MISC\n\n"
+              "Peter NNP I-NP I-PER\nBlackburn NNP I-NP I-PER\nand CC O O\nJohn NNP I-NP I-PER\n"
+              "Smith NNP I-NP I-PER\n\n"
+              "Paris NNP I-NP I-LOC\nLondon NNP I-NP B-LOC\nand CC O O\nthe DT O O\nrest NN O O\n")
+CONLL_IOB2 = ("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP B-MISC\n\n"
+              "Peter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n")
+
+
+def test_conll_iob1_and_iob2_load_and_rare_tags_warn(tmp_path, caplog):
+    p1 = write(tmp_path, "iob1.txt", CONLL_IOB1)
+    with caplog.at_level(logging.INFO):
+        d = read_conll(p1)  # I-X starting an entity (IOB1) is valid: no scheme check
+    assert d.label_names == ["B-LOC", "I-LOC", "I-MISC", "I-ORG", "I-PER", "O"] and len(d) == 3
+    assert d.examples[1].label == (4, 4, 5, 4, 4)
+    warnings = _warnings(caplog)
+    assert len(warnings) == 1 and warnings[0].startswith(f"{p1}: 5 tags occur fewer than 5 times in the training data")
+    assert "'I-PER' occurs 4 times" in warnings[0] and "'B-LOC' occurs 1 time," in warnings[0]
+    assert "'O'" not in warnings[0]
+    p2 = write(tmp_path, "iob2.txt", CONLL_IOB2)
+    d = read_conll(p2)
+    assert d.label_names == ["B-MISC", "B-ORG", "B-PER", "I-PER", "O"] and d.examples[1].label == (2, 3)
+    # With TFDS' tag list (IOB2) both load too; a split read against a given label set is not a training file.
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        d = read_conll(p2, label_names=CONLL2003_TFDS_TAGS)
+    assert d.num_labels == 9 and _warnings(caplog) == []
+    # Through load_task: the train file warns (tags counted per word), dev does not; a dev tag train lacks is an error.
+    folder = tmp_path / "ner"
+    write(folder, "train.txt", CONLL_IOB1)
+    write(folder, "dev.txt", "Rome NNP I-NP I-LOC\n")
+    from xtremedistil_tf.data.tasks import load_task
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        task = load_task(str(folder), do_NER=True)
+    assert task.label_names == ["B-LOC", "I-LOC", "I-MISC", "I-ORG", "I-PER", "O"]
+    assert [m.split(":")[0] for m in _warnings(caplog)] == [str(folder / "train.txt")]
+    dev = write(folder, "dev.txt", "Rome NNP B-NP B-PER\n")
+    with raises_at(dev, 1, r"tag 'B-PER' is not in the label set"):
+        load_task(str(folder), do_NER=True)
+
+
+def test_ner_task_folder_rare_tags(tmp_path, caplog):
+    folder = tmp_path / "ner"
+    p = write(folder, "train.tsv", "a b c\tO I-X I-X\nd e\tO O\n" * 3)
+    write(folder, "labels.tsv", "O\nB-X\nI-X\n")
+    with caplog.at_level(logging.INFO):
+        out = read_task_folder(str(folder), do_NER=True)
+    assert out["train"].examples[0].label == (0, 2, 2)
+    assert _warnings(caplog) == [f"{p}: 1 tag occurs fewer than 5 times in the training data (too few to learn "
+                                 "well; a typo in a label?): 'B-X' occurs 0 times"]
+
+
+# ------------------------------------------------------------------------------------------------------------
 # TFDS (mocked, offline)
 # ------------------------------------------------------------------------------------------------------------
 
@@ -446,6 +638,24 @@ def test_tfds_conll2003_mock():
     with tfds.testing.mock_data(num_examples=4):
         with pytest.raises(DataError, match=r"tfds:conll2003/train:\d+: NER example has \d+ token"):
             read_tfds("conll2003", "train")
+
+
+def test_tfds_labels_unaffected_by_label_checks(caplog):
+    """TFDS labels are ClassLabel ids: no mixed-label check applies; train splits only get the rare-label warning."""
+    with tfds.testing.mock_data(num_examples=6):
+        with caplog.at_level(logging.INFO):
+            d = read_tfds("glue/sst2", "train")
+        assert d.label_names == ["negative", "positive"] and len(d) == 6
+        assert all(e.label in (0, 1) for e in d.examples)
+        counts = [sum(e.label == i for e in d.examples) for i in (0, 1)]
+        warned = [m for m in _warnings(caplog) if m.startswith("tfds:glue/sst2/train:")]
+        assert bool(warned) == any(c < 5 for c in counts)  # 6 examples: at least one class has fewer than 5
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            dev = read_tfds("glue/sst2", "dev")
+            s = read_tfds("glue/stsb", "train")  # regression: never a rare-label warning
+        assert len(dev) == 6 and s.kind == "regression"
+        assert [m for m in _warnings(caplog) if m.startswith("tfds:")] == []  # (TFDS' own mock warns otherwise)
 
 
 # ------------------------------------------------------------------------------------------------------------

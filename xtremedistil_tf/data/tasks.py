@@ -58,12 +58,12 @@ def load_task(task: str, *, do_NER: bool = False, do_pairwise: bool = False, glu
                 splits.setdefault(k, v)
             return _finish(splits, name, task)
         if do_NER and fs.isfile(fs.join(task, "train.txt")):
-            train = readers.read_conll(fs.join(task, "train.txt"))
+            train = readers.read_conll(fs.join(task, "train.txt"), train=True)
             splits = {"train": train}
             for split in ("dev", "test"):
                 path = fs.join(task, f"{split}.txt")
                 if fs.isfile(path):
-                    splits[split] = readers.read_conll(path, label_names=train.label_names)
+                    splits[split] = readers.read_conll(path, label_names=train.label_names, train=False)
             return _finish(splits, "", task)
         return _finish(readers.read_task_folder(task, do_NER=do_NER, do_pairwise=do_pairwise), "", task)
     if task.startswith("glue/") or task == "conll2003":

@@ -29,6 +29,18 @@ Label conventions
 * CoNLL (:func:`read_conll`): the sorted tag set unless ``label_names`` is given (TFDS' conll2003 order is
   :data:`CONLL2003_TFDS_TAGS`).
 
+Label sanity
+------------
+* A training file's classification labels must not mix numeric-looking labels (``0``, ``1``, ``2.5``) with
+  non-numeric ones (``positive``): that is a DataError at the first line of the odd kind (the minority; on a tie,
+  the kind first seen later), naming the label, the file's usual labels and the line they are first seen at.
+  GLUE's files have a fixed kind per task (ids for SST-2, names for QNLI), so there a label of the other kind is
+  the odd one, and its "not in the label set" error says so. Regression labels must be numbers anyway; NER tags
+  are not checked for kinds or against a tagging scheme (IOB1 and IOB2 files both load).
+* A dev/test label (tag) that the train split lacks is an error.
+* A label (NER: tag, counted per word) seen fewer than 5 times in a training split is logged as a warning
+  naming it, its count and the file.
+
 The task tables (label names, GLUE folders and columns, TFDS names) live in :mod:`xtremedistil_tf.data.registry`;
 the names re-exported from it here are the ones readers' users have always imported from this package.
 """

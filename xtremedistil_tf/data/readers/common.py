@@ -15,6 +15,10 @@ from xtremedistil_tf.errors import DataError
 
 _BOM = b"\xef\xbb\xbf"
 INT_RE = re.compile(r"[+-]?\d+")
+#: A numeric-looking label: an integer or a decimal number ("0", "-1", "2.5", "1e3"); not "nan" or "inf".
+NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+#: A class (NER: a tag) seen fewer times than this in a training split is logged as a warning.
+RARE_LABEL_COUNT = 5
 
 
 @dataclass(frozen=True)
@@ -195,18 +199,102 @@ def parse_float(path: str, lineno: int, raw: str) -> float:
     return value
 
 
-def log_label_counts(path: str, kind: str, names: Sequence[str] | None, examples: Sequence[Example]) -> None:
-    """Logs the number of examples of a split and, when labelled, how many carry each label (tags for NER)."""
-    if kind == "regression" or names is None or not examples or examples[0].label is None:
-        logging.info("%s: %d examples", path, len(examples))
-        return
+def _label_counts(kind: str, names: Sequence[str], examples: Sequence[Example]) -> list[int]:
+    """How many labelled examples carry each label (NER: how many times each tag occurs)."""
     counts = [0] * len(names)
     for e in examples:
+        if e.label is None:
+            continue
         if kind == "ner":
             for t in e.label:
                 counts[t] += 1
         else:
             counts[e.label] += 1
+    return counts
+
+
+def log_label_counts(path: str, kind: str, names: Sequence[str] | None, examples: Sequence[Example]) -> None:
+    """Logs the number of examples of a split and, when labelled, how many carry each label (tags for NER)."""
+    if kind == "regression" or names is None or not examples or examples[0].label is None:
+        logging.info("%s: %d examples", path, len(examples))
+        return
+    counts = _label_counts(kind, names, examples)
     what = "tags" if kind == "ner" else "examples"
     logging.info("%s: %d examples; %s by label: %s", path, len(examples), what,
                  ", ".join(f"{n}={c}" for n, c in zip(names, counts)))
+
+
+def warn_rare_labels(path: str, kind: str, names: Sequence[str] | None, examples: Sequence[Example],
+                     minimum: int = RARE_LABEL_COUNT, limit: int = 20) -> None:
+    """Logs a warning naming every label of a training split seen fewer than ``minimum`` times, with its count
+    (NER: every tag, counted per word). A class that rare is hardly learnt, and is often a typo of a label."""
+    if kind not in ("classification", "ner") or names is None or not any(e.label is not None for e in examples):
+        return
+    rare = [(n, c) for n, c in zip(names, _label_counts(kind, names, examples)) if c < minimum]
+    if not rare:
+        return
+    if kind == "ner":
+        shown = ", ".join(f"{n!r} occurs {c} time{'' if c == 1 else 's'}" for n, c in rare[:limit])
+        what = (f"{len(rare)} tag{' occurs' if len(rare) == 1 else 's occur'} fewer than {minimum} times in the "
+                "training data")
+    else:
+        shown = ", ".join(f"{n!r} has {c} example{'' if c == 1 else 's'}" for n, c in rare[:limit])
+        what = f"{len(rare)} label{' has' if len(rare) == 1 else 's have'} fewer than {minimum} training examples"
+    if len(rare) > limit:
+        shown += f", ... ({len(rare)} in all)"
+    logging.warning("%s: %s (too few to learn well; a typo in a label?): %s", path, what, shown)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Mixed numeric and non-numeric labels
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def is_numeric_label(raw: str) -> bool:
+    """True for a numeric-looking label ("0", "-1", "2.5"); False for a name ("positive", "nan")."""
+    return NUMBER_RE.fullmatch(raw) is not None
+
+
+def labels_mix_kinds(labels: Iterable[str]) -> bool:
+    """True when ``labels`` hold both numeric-looking and non-numeric labels."""
+    kinds = {is_numeric_label(x) for x in labels}
+    return len(kinds) == 2
+
+
+def _show_values(values: Iterable[str], limit: int = 10) -> str:
+    names = sorted_label_names(values)
+    return "/".join(names[:limit]) + (f"/... ({len(names)} distinct)" if len(names) > limit else "")
+
+
+def mixed_label_lines(labels: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
+    """The labels of a training file that mix numeric-looking labels ("0", "1") with non-numeric ones
+    ("positive"): ``(line, message)`` for every line of the odd kind, in file order; ``[]`` when the labels are
+    all of one kind. ``labels``: ``(line, raw label)`` of every labelled line.
+
+    The odd kind is the minority; on a tie, the kind first seen later in the file. Each message names the label,
+    the usual labels of the file with the line where that kind is first seen, and the counts of both kinds.
+    """
+    count = {True: 0, False: 0}
+    first: dict[bool, int] = {}
+    values: dict[bool, set[str]] = {True: set(), False: set()}
+    for lineno, raw in labels:
+        numeric = is_numeric_label(raw)
+        count[numeric] += 1
+        first.setdefault(numeric, lineno)
+        values[numeric].add(raw)
+    if not count[True] or not count[False]:
+        return []
+    if count[True] != count[False]:
+        odd = count[True] < count[False]
+        why = "the minority kind is taken as the mistake"
+    else:
+        odd = first[True] > first[False]
+        why = "a tie, so the kind first seen later in the file is taken as the mistake"
+    usual = not odd
+    usual_word = "numeric" if usual else "non-numeric"
+    odd_word = "numeric" if odd else "non-numeric"
+    tail = (f"labels are {_show_values(values[usual])} elsewhere in this file (first seen at line {first[usual]}); "
+            f"expected a {usual_word} label like those: the file mixes numeric and non-numeric labels "
+            f"({count[usual]} {usual_word} vs {count[odd]} {odd_word} line(s); {why})")
+    return [(lineno, f"label {raw!r} is {'numeric' if odd else 'not numeric'}, but {tail}")
+            for lineno, raw in labels if is_numeric_label(raw) == odd]

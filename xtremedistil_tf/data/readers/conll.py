@@ -6,20 +6,25 @@ import re
 from typing import Sequence
 
 from xtremedistil_tf.data.readers.common import (
-    Example, Skips, TaskData, iter_lines, log_label_counts, show_labels, sorted_label_names,
+    Example, Skips, TaskData, iter_lines, log_label_counts, show_labels, sorted_label_names, warn_rare_labels,
 )
 from xtremedistil_tf.errors import DataError
 
 _CONLL_SPLIT = re.compile(r"[ \t]+")
 
 
-def read_conll(path: str, *, label_names: Sequence[str] | None = None, skip_bad_lines: bool = False) -> TaskData:
+def read_conll(path: str, *, label_names: Sequence[str] | None = None, skip_bad_lines: bool = False,
+               train: bool | None = None) -> TaskData:
     """Reads a CoNLL file: one token a line, ``word POS [chunk] tag`` (space or tab separated; the tag is the
     last column), a blank line between sentences; ``-DOCSTART-`` lines are skipped (and counted). Every token
     line must have as many columns as the first one. Labels: ``label_names`` when given (a tag outside it is an
-    error), else the sorted tag set.
+    error), else the sorted tag set. Tags are not checked against a tagging scheme (IOB1, IOB2/BIO, IOBES, ...
+    all load). ``train``: the file is a training split (default: when ``label_names`` is None); a tag of a
+    training file that occurs fewer than 5 times is logged as a warning.
     """
     path = os.fspath(path)
+    if train is None:
+        train = label_names is None
     skips = Skips(path)
     sentences: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
     words: list[str] = []
@@ -72,6 +77,8 @@ def read_conll(path: str, *, label_names: Sequence[str] | None = None, skip_bad_
                             f"tag {bad!r} is not in the label set ({show_labels(names)})") from None
         examples.append(Example(ws, None, label, i))
     log_label_counts(path, "ner", names, examples)
+    if train:
+        warn_rare_labels(path, "ner", names, examples)
     return TaskData(examples, names, "ner", path, False)
 
 

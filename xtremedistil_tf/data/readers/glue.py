@@ -16,9 +16,12 @@ from xtremedistil_tf.data.readers.common import (
     Skips,
     TaskData,
     float_or_none,
+    is_numeric_label,
     iter_lines,
     log_label_counts,
     show_labels,
+    sorted_label_names,
+    warn_rare_labels,
 )
 from xtremedistil_tf.errors import DataError
 
@@ -34,6 +37,21 @@ def _glue_folder(task: str, data_dir: str) -> str:
         data_dir, None,
         f"no GLUE {task} files ({', '.join(s + '.tsv' for s in spec.splits)}) found in this folder or in "
         f"its {spec.folder}/ subfolder")
+
+
+def _mixed_note(raw: str, task: str, names_expected: bool, allowed: Sequence[str], seen: set[str],
+                first_line: int | None) -> str:
+    """What to add to a label error when the label is of the wrong kind for the task's files: a name where GLUE
+    gives ids (SST-2's 0/1) or an id where it gives names (QNLI's entailment/not_entailment); "" otherwise.
+    ``seen``: the valid labels of the file so far, first seen at ``first_line``."""
+    if is_numeric_label(raw) != names_expected:
+        return ""
+    note = (f"; GLUE {task} files hold label {'names' if names_expected else 'ids'} ({'/'.join(allowed)}), "
+            f"not {'ids' if names_expected else 'names'}")
+    if seen:
+        shown = "/".join(sorted_label_names(seen))
+        note += f": labels are {shown} elsewhere in this file (first seen at line {first_line})"
+    return note
 
 
 def _read_glue_file(path: str, task: str, split: str, skip_bad_lines: bool) -> TaskData:
@@ -72,6 +90,8 @@ def _read_glue_file(path: str, task: str, split: str, skip_bad_lines: bool) -> T
     index = {n: i for i, n in enumerate(names)} if names else {}
     examples: list[Example] = []
     row = 0
+    first_label_line = None  # the first line with a valid label: of the kind (ids or names) the task's files use
+    seen_labels: set[str] = set()  # the valid labels seen so far
     for lineno, text in lines:
         if not text.strip():
             skips.blank += 1
@@ -95,16 +115,21 @@ def _read_glue_file(path: str, task: str, split: str, skip_bad_lines: bool) -> T
                 if raw.isdigit() and int(raw) < len(names):
                     label = int(raw)
                 else:
+                    ids = [str(i) for i in range(len(names))]
                     skips.bad_line(skip_bad_lines, lineno,
-                                   f"label {raw!r} is not in the label set "
-                                   f"({', '.join(str(i) for i in range(len(names)))} = {', '.join(names)})")
+                                   f"label {raw!r} is not in the label set ({', '.join(ids)} = {', '.join(names)})"
+                                   + _mixed_note(raw, task, False, ids, seen_labels, first_label_line))
                     continue
             else:
                 if raw not in index:
                     skips.bad_line(skip_bad_lines, lineno,
-                                   f"label {raw!r} is not in the label set ({show_labels(names)})")
+                                   f"label {raw!r} is not in the label set ({show_labels(names)})"
+                                   + _mixed_note(raw, task, True, names, seen_labels, first_label_line))
                     continue
                 label = index[raw]
+            if names is not None and raw not in seen_labels:
+                seen_labels.add(raw)
+                first_label_line = first_label_line or lineno
         idx = n
         if i_index is not None:
             raw_idx = fields[i_index].strip()
@@ -116,6 +141,8 @@ def _read_glue_file(path: str, task: str, split: str, skip_bad_lines: bool) -> T
         raise DataError(path, None, "empty file: no examples after the header" if header_line else
                         "empty file: no examples")
     log_label_counts(path, kind, list(names) if names else None, examples)
+    if split == "train":
+        warn_rare_labels(path, kind, list(names) if names else None, examples)
     return TaskData(examples, list(names) if names else None, kind, path, pairwise)
 
 
@@ -128,6 +155,9 @@ def read_glue(task: str, data_dir: str, *, splits: Sequence[str] | None = None,
     "test_mismatched". Labels in the TFDS order of :data:`GLUE_LABEL_NAMES`; STS-B float scores as regression.
     Test splits have ``label=None`` and ``idx`` from the index column. Every file has a header except CoLA's
     train/dev (``source<TAB>label<TAB>mark<TAB>sentence``). ``splits`` restricts (and then requires) the splits.
+    A label outside the task's set is an error at its line; one of the wrong kind (a name such as ``positive``
+    where the task's files hold ids such as SST-2's 0/1, or an id where they hold names) says so. A train label
+    seen fewer than 5 times is logged as a warning.
     """
     task = registry.glue_task_name(task)
     data_dir = os.fspath(data_dir)

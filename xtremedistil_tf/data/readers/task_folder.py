@@ -14,9 +14,12 @@ from xtremedistil_tf.data.readers.common import (
     check_kind,
     iter_lines,
     label_id,
+    labels_mix_kinds,
     log_label_counts,
+    mixed_label_lines,
     parse_float,
     sorted_label_names,
+    warn_rare_labels,
 )
 from xtremedistil_tf.errors import DataError
 
@@ -104,7 +107,7 @@ def _read_task_rows(path: str, kind: str, pairwise: bool, has_labels: bool, skip
 
 
 def read_task_file(path: str, *, kind: str, pairwise: bool, label_names: Sequence[str] | None,
-                   has_labels: bool = True, skip_bad_lines: bool = False) -> TaskData:
+                   has_labels: bool = True, skip_bad_lines: bool = False, train: bool | None = None) -> TaskData:
     """Reads one file of the original release's task-folder format (no header).
 
     Lines: ``text<TAB>label``; ``text_a<TAB>text_b<TAB>label`` when ``pairwise``; NER ``words<TAB>tags``
@@ -112,10 +115,26 @@ def read_task_file(path: str, *, kind: str, pairwise: bool, label_names: Sequenc
     ``words``. Classification labels are looked up in ``label_names`` (inferred from this file, sorted, when
     None, see the package docstring); regression labels are floats; NER tags are looked up in ``label_names``
     (inferred, sorted, when None). ``skip_bad_lines=True`` skips and counts malformed lines instead of raising.
+
+    ``train``: the file is a training split (default: when its label set is inferred from it, ``label_names``
+    None). A training file's classification labels must not mix numeric-looking labels with non-numeric ones
+    (a DataError at the first line of the minority kind; not checked when ``label_names`` itself mixes the two,
+    as a labels.tsv may declare), and a label (NER: tag) seen fewer than 5 times is logged as a warning.
     """
     path = os.fspath(path)
     check_kind(kind, pairwise)
+    if train is None:
+        train = label_names is None
     rows = list(_read_task_rows(path, kind, pairwise, has_labels, skip_bad_lines))
+    skips = Skips(path)
+    if (train and kind == "classification" and has_labels
+            and not (label_names is not None and labels_mix_kinds(label_names))):
+        odd = mixed_label_lines([(r[0], r[3]) for r in rows])
+        for lineno, message in odd:
+            skips.bad_line(skip_bad_lines, lineno, message)
+        if odd:
+            odd_lines = {lineno for lineno, _ in odd}
+            rows = [r for r in rows if r[0] not in odd_lines]
     names: list[str] | None = None
     if kind != "regression":
         if label_names is not None:
@@ -127,7 +146,6 @@ def read_task_file(path: str, *, kind: str, pairwise: bool, label_names: Sequenc
                 names = sorted_label_names(r[3] for r in rows)
     index = {n: i for i, n in enumerate(names)} if names is not None else {}
     examples = []
-    skips = Skips(path)
     for lineno, a, b, raw in rows:
         label: int | float | tuple[int, ...] | None = None
         if raw is not None:
@@ -146,6 +164,8 @@ def read_task_file(path: str, *, kind: str, pairwise: bool, label_names: Sequenc
     if not examples:
         raise DataError(path, None, "no examples left after skipping bad lines")
     log_label_counts(path, kind, names, examples)
+    if train and has_labels:
+        warn_rare_labels(path, kind, names, examples)
     return TaskData(examples, names, kind, path, pairwise)
 
 
@@ -157,6 +177,8 @@ def read_task_folder(task_dir: str, *, do_NER: bool = False, do_pairwise: bool =
     when all are integers); NER requires ``labels.tsv``. The original release used ``int(label)`` as the class
     id and ``len(set(train labels))`` classes, ignoring labels.tsv for classification: for labels ``0..K-1``
     (its only working case) this gives the same ids. Blank lines are skipped (as the original) and counted.
+    train.tsv's classification labels must not mix numeric and non-numeric labels; a dev/test label the train
+    split lacks is an error; a train label (tag) seen fewer than 5 times is logged as a warning.
     The transfer file is not read here: see :func:`iter_transfer_file`.
     """
     task_dir = os.fspath(task_dir)
@@ -173,13 +195,13 @@ def read_task_folder(task_dir: str, *, do_NER: bool = False, do_pairwise: bool =
     if not fs.exists(train_path):
         raise MissingFileError(train_path, None, "file not found: a task folder needs train.tsv")
     out = {"train": read_task_file(train_path, kind=kind, pairwise=do_pairwise, label_names=label_names,
-                                   skip_bad_lines=skip_bad_lines)}
+                                   skip_bad_lines=skip_bad_lines, train=True)}
     label_names = out["train"].label_names
     for split in ("dev", "test"):
         p = fs.join(task_dir, f"{split}.tsv")
         if fs.exists(p):
             out[split] = read_task_file(p, kind=kind, pairwise=do_pairwise, label_names=label_names,
-                                        skip_bad_lines=skip_bad_lines)
+                                        skip_bad_lines=skip_bad_lines, train=False)
     return out
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from xtremedistil_tf.data import registry
-from xtremedistil_tf.data.readers.common import Example, TaskData, log_label_counts
+from xtremedistil_tf.data.readers.common import Example, TaskData, log_label_counts, warn_rare_labels
 from xtremedistil_tf.errors import DataError
 
 
@@ -31,7 +31,8 @@ def read_tfds(name: str, split: str, *, data_dir: str | None = None, download: b
     Label names come from the dataset's ClassLabel (the TFDS order, same as :data:`GLUE_LABEL_NAMES`); a float
     label is regression. Test labels of -1 become None. ``Example.idx`` is the ``idx`` feature when present.
     STS-B's test scores of -1 also become None. In errors the "line" is the 1-based example number;
-    ``TaskData.path`` is ``"tfds:<name>/<split>"``.
+    ``TaskData.path`` is ``"tfds:<name>/<split>"``. Labels are ClassLabel ids, so they cannot mix numbers and
+    names; a train label (tag) seen fewer than 5 times is logged as a warning.
     """
     import numpy as np
     import tensorflow_datasets as tfds
@@ -94,4 +95,6 @@ def read_tfds(name: str, split: str, *, data_dir: str | None = None, download: b
     if not examples:
         raise DataError(where, None, "empty split: no examples")
     log_label_counts(where, kind, names, examples)
+    if tfds_split.startswith("train"):
+        warn_rare_labels(where, kind, names, examples)
     return TaskData(examples, names, kind, where, pairwise)
