@@ -309,13 +309,14 @@ class DistilConfig(RuntimeConfig):
             value = getattr(self, name)
             if value and not fs.isfile(value):
                 problems.append(f"--{name}={value}: no such file")
-        is_tfds = self.task.startswith(("glue/", "squad/")) and not fs.exists(self.task)
-        train_file = "train.json" if self.do_QA else "train.tsv"
+        is_tfds = (self.task.startswith(("glue/", "squad/")) or self.task == "conll2003") and not fs.exists(self.task)
+        # NER reads the original's train.tsv or a CoNLL folder's train.txt.
+        train_files = ("train.json",) if self.do_QA else ("train.tsv", "train.txt") if self.do_NER else ("train.tsv",)
         if not (self.task_agnostic or is_tfds):  # a task-agnostic run has no task
             if not fs.isdir(self.task):
                 problems.append(f"--task={self.task}: no such folder")
-            elif not self.glue_task and not fs.isfile(fs.join(self.task, train_file)):
-                problems.append(f"--task={self.task}: no {train_file} in the task folder")
+            elif not self.glue_task and not any(fs.isfile(fs.join(self.task, f)) for f in train_files):
+                problems.append(f"--task={self.task}: no {' or '.join(train_files)} in the task folder")
         for name in ("pt_teacher_checkpoint", "pt_student_checkpoint"):
             value = getattr(self, name)
             looks_like_path = fs.is_remote(value) or value.startswith((".", "/")) or value.strip("/").count("/") > 1

@@ -1,0 +1,79 @@
+"""NER distillation end to end from a CoNLL folder (train/dev/test.txt, `word POS tag` a line) and from TFDS
+`conll2003` (mocked), with the tiny teacher of tests/tiny_setup.py."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tiny_setup
+from xtremedistil_tf import io
+
+WORDS = "the movie was seen in by with and a city river old new big small".split()
+ENTITIES = {"john": "PER", "mary": "PER", "paris": "LOC", "london": "LOC", "google": "ORG"}
+
+
+def conll_folder(folder: Path, *, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    folder.mkdir(parents=True)
+    for split, n in (("train", 60), ("dev", 16), ("test", 16)):
+        lines = ["-DOCSTART- -X- O O", ""]
+        for _ in range(n):
+            words = [rng.choice(WORDS) for _ in range(rng.randint(3, 8))]
+            words.insert(rng.randrange(len(words) + 1), rng.choice(sorted(ENTITIES)))
+            for w in words:
+                lines.append(f"{w} NN O {'B-' + ENTITIES[w] if w in ENTITIES else 'O'}")
+            lines.append("")
+        (folder / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def run(setup: dict, model_dir: Path, **flags) -> dict:
+    from xtremedistil_tf.distill.config import DistilConfig
+    from xtremedistil_tf.distill.runner import Distillation
+    values = tiny_setup.distil_flags({**setup, "transfer": None}, model_dir, do_NER=True, ft_epochs=1,
+                                     teacher_batch_size=16, **flags)
+    return Distillation(DistilConfig(**values)).run()
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, minilm_dir):
+    return tiny_setup.write_teacher(tmp_path_factory.mktemp("ner-teacher") / "teacher", minilm_dir)
+
+
+def test_ner_from_a_conll_folder(tmp_path, teacher):
+    task = conll_folder(tmp_path / "conll")
+    metrics = run({"teacher": teacher, "task": task}, tmp_path / "run")
+    for split in ("dev", "test"):
+        assert {"f1", "precision", "recall"} <= set(metrics["final"][split])
+    hf = io.read_json(str(tmp_path / "run" / "hf" / "config.json"))
+    assert hf["architectures"] == ["BertForTokenClassification"]
+    assert sorted(hf["id2label"].values()) == ["B-LOC", "B-ORG", "B-PER", "O"]
+
+
+def test_ner_from_tfds_conll2003(tmp_path, teacher):
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+    rng = np.random.default_rng(0)
+    words = np.array([w.encode() for w in WORDS + sorted(ENTITIES)], dtype=object)
+
+    def rows(n):
+        out = []
+        for _ in range(n):
+            k = int(rng.integers(3, 9))
+            ids = rng.integers(0, len(words), k)
+            out.append({"tokens": words[ids], "pos": np.ones(k, np.int64), "chunks": np.ones(k, np.int64),
+                        "ner": np.where(ids >= len(WORDS), 1, 0).astype(np.int64)})  # 1: B-PER in TFDS' tags
+        return out
+
+    def as_dataset(self, *args, split=None, **kwargs):
+        data = rows(48 if str(split).startswith("train") else 12)
+        spec = {"tokens": tf.TensorSpec([None], tf.string), "pos": tf.TensorSpec([None], tf.int64),
+                "chunks": tf.TensorSpec([None], tf.int64), "ner": tf.TensorSpec([None], tf.int64)}
+        return tf.data.Dataset.from_generator(lambda: iter(data), output_signature=spec)
+
+    with tfds.testing.mock_data(num_examples=48, as_dataset_fn=as_dataset):
+        metrics = run({"teacher": teacher, "task": "conll2003"}, tmp_path / "run", distil_epochs=1)
+    assert "f1" in metrics["final"]["dev"]
