@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import tiny_setup
+
 from xtremedistil_tf import io
 
 WORDS = "the movie was seen in by with and a city river old new big small".split()
