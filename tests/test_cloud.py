@@ -62,8 +62,12 @@ def run_tiny(setup: dict, model_dir: str, **flags) -> dict:
 
 
 def relative_files(root: str) -> set[str]:
+    """The files under `root` (relative), commit markers and TensorBoard's event files (named by time, host and
+    pid) left out."""
     out = set()
-    for folder, _, files in fs.walk(root):
+    for folder, dirs, files in fs.walk(root):
+        if folder == root:
+            dirs[:] = [d for d in dirs if d != "tensorboard"]
         rel = folder[len(root.rstrip("/")):].lstrip("/").replace(os.sep, "/")
         out.update(f"{rel}/{n}" if rel else n for n in files if n != io.COMMIT_MARKER)
     return out

@@ -52,3 +52,15 @@ def test_adam_update_of_repeated_embedding_rows_matches_pytorch():
     np.testing.assert_allclose(embedding.embeddings.numpy(), e_ref, atol=2e-6)
     np.testing.assert_allclose(v.numpy(), v_ref, atol=2e-6)
     assert not np.allclose(embedding.embeddings.numpy(), table)  # the rows did move
+
+
+@pytest.mark.parametrize("rows, drop_partial", [(20, True), (20, False), (5, True), (16, True), (17, False)])
+def test_batching_steps_count_the_batches_of_a_distributed_epoch(rows, drop_partial):
+    """The progress bar's total comes from the rows, since a distributed dataset may not know its cardinality."""
+    from xtremedistil_tf.train.trainer import Batching
+    batching = Batching(8, drop_partial=drop_partial)
+    arrays = {"input_ids": np.ones((rows, 4), "int32"), "attention_mask": np.ones((rows, 4), "int32"),
+              "token_type_ids": np.zeros((rows, 4), "int32")}
+    strategy = tf.distribute.get_strategy()
+    ds = loop.distribute(strategy, batching.dataset(arrays, seed=0))
+    assert batching.steps(rows) == sum(1 for _ in ds)

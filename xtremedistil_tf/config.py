@@ -6,6 +6,8 @@ import dataclasses
 
 from xtremedistil_tf.strategy import POLICIES, STRATEGIES, set_up_runtime
 
+PROGRESS_MODES = ("auto", "bar", "log", "none")
+
 
 def option(default, help_text: str):
     """A config field with its command-line help (see `cli.define_config_flags`)."""
@@ -17,7 +19,8 @@ class RuntimeConfig:
     """How a run executes, shared by every app. `NEUTRAL_KEYS` change how fast or how loudly a run goes, not what
     it computes: a rerun into the same output folder may change them."""
 
-    NEUTRAL_KEYS = ("strategy", "tpu", "verbose", "log_every", "fixed_shapes", "jit_compile", "tfds_data_dir")
+    NEUTRAL_KEYS = ("strategy", "tpu", "verbose", "log_every", "progress", "tensorboard", "fixed_shapes",
+                    "jit_compile", "tfds_data_dir")
 
     seed: int = option(42, "random seed (initialisation, batch order, dropout, samples)")
     opt_policy: str = option("float32", f"precision policy: {', '.join(POLICIES)} (auto: mixed_bfloat16 on TPUs "
@@ -30,7 +33,13 @@ class RuntimeConfig:
                                        "is cut to its longest example, which gives the same numbers faster")
     deterministic: bool = option(False, "TF op determinism: reruns and resumed runs give identical weights")
     verbose: bool = option(False, "show tracebacks on errors")
-    log_every: int = option(50, "log the running loss every N steps (0: never)")
+    log_every: int = option(50, "log the running loss every N steps (0: never); also how often the training curves "
+                                "are written to TensorBoard (every 50 steps with 0)")
+    progress: str = option("auto", "progress of training epochs and predictions: bar (a Keras progress bar on "
+                                   "stderr), log (a log line every --log_every steps with the ETA), none; auto: bar "
+                                   "when stderr is a terminal, else log")
+    tensorboard: bool = option(True, "write TensorBoard event files (training loss, learning rate, examples/s, dev "
+                                     "metrics, the config) to the output folder's tensorboard/")
     tfds_data_dir: str = option("", "TFDS data_dir for TFDS tasks, e.g. gs://bucket/tensorflow_datasets (default: "
                                     "TFDS' own)")
 
@@ -41,6 +50,8 @@ class RuntimeConfig:
             problems.append(f"--opt_policy={self.opt_policy!r}: expected one of {', '.join(POLICIES)}")
         if self.log_every < 0:
             problems.append("--log_every must be >= 0")
+        if self.progress not in PROGRESS_MODES:
+            problems.append(f"--progress={self.progress!r}: expected one of {', '.join(PROGRESS_MODES)}")
         return problems
 
     def set_up(self):

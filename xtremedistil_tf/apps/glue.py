@@ -16,6 +16,7 @@ lines, conlleval's input; `word pred` when the test split has no labels).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging as py_logging
 import tempfile
 import time
@@ -30,6 +31,7 @@ from xtremedistil_tf.distill.outputs import STUDENT_CONFIG, STUDENT_WEIGHTS
 from xtremedistil_tf.errors import ConfigError, UserError
 from xtremedistil_tf.models.encoder import INPUT_NAMES
 from xtremedistil_tf.models.heads import TOKEN_KINDS
+from xtremedistil_tf.train.tensorboard import NoRecorder, Recorder, verbatim
 
 TASKS = registry.GLUE_TASKS + ("ner",)
 # File names the GLUE server expects in a submission zip.
@@ -38,6 +40,7 @@ METRICS_FILE = "metrics.json"
 CONFIG_FILE = "run_config.json"
 LOG_FILE = "run.log"
 CHECKPOINT_DIR = "checkpoint"
+TENSORBOARD_DIR = "tensorboard"
 
 
 @dataclasses.dataclass
@@ -234,6 +237,7 @@ class GlueRun:
         self.config = config
         self.t_start = time.time()
         self._log_handler = None
+        self.recorder: Recorder = NoRecorder()
         self._best_dev = None  # (score, metrics per dev split) of the best epoch this process evaluated
 
     def _path(self, *parts) -> str:
@@ -280,10 +284,15 @@ class GlueRun:
             if absl_logger.getEffectiveLevel() > py_logging.INFO:  # run.log always holds the INFO lines
                 absl_logger.setLevel(py_logging.INFO)
         logging.info("run_glue configuration:\n%s", "\n".join(f"  {k} = {v}" for k, v in sorted(c.to_json().items())))
+        if self.chief and c.tensorboard:
+            self.recorder = Recorder(self._path(TENSORBOARD_DIR), every=c.log_every or 50)
+            self.recorder.text("config", verbatim(json.dumps(c.to_json(), indent=2, default=str)))
         return None
 
     def close(self):
-        """Detaches run.log and restores the absl log level, so later runs in the same process log normally."""
+        """Closes the TensorBoard events, detaches run.log and restores the absl log level, so later runs in the
+        same process log normally."""
+        self.recorder.close()
         if self._log_handler is not None:
             logging.get_absl_logger().removeHandler(self._log_handler)
             logging.get_absl_logger().setLevel(self._log_level)
@@ -382,10 +391,14 @@ class GlueRun:
         """The model's logits on a split (batches cut to their longest example unless --fixed_shapes; NER logits
         padded back to the split's length)."""
         from xtremedistil_tf.train import loop
+        from xtremedistil_tf.train.progress import make_progress
+        c = self.config
         arrays = self.arrays[split]
         return loop.predict(self.strategy, self._logits_fn, {k: arrays[k] for k in INPUT_NAMES},
-                            self.gbs(self.config.eval_batch_size), trim=self.trim,
-                            token_outputs=("logits",) if self.kind in TOKEN_KINDS else ())["logits"]
+                            self.gbs(c.eval_batch_size), trim=self.trim,
+                            token_outputs=("logits",) if self.kind in TOKEN_KINDS else (),
+                            progress=make_progress(c.progress, log_every=c.log_every),
+                            description=f"predicting {split} ({len(arrays['input_ids'])} examples)")["logits"]
 
     def evaluate(self, split: str, logits: np.ndarray | None = None) -> dict:
         """The split's metrics; NER over every word (a word lost to truncation counts as predicted O)."""
@@ -450,7 +463,8 @@ class GlueRun:
         logging.info("fine-tuning on %d examples: up to %d epochs of %d steps (global batch %d), learning rate "
                      "%g (%s schedule), patience %d", n, c.epochs, steps_per_epoch, gbs, c.learning_rate,
                      c.lr_schedule, c.patience)
-        trainer = Trainer(self.strategy, seed=c.seed, jit_compile=c.jit_compile, log_every=c.log_every)
+        trainer = Trainer(self.strategy, seed=c.seed, jit_compile=c.jit_compile, log_every=c.log_every,
+                          progress=c.progress, recorder=self.recorder)
         result = trainer.fit(c.task, LossModel(model, [LabelLoss(kind)], token_mask=kind in TOKEN_KINDS),
                              variables=variables, optimizer=optimizer, batching=batching,
                              checkpoint_dir=self._path(CHECKPOINT_DIR), load_chunk=lambda _: {"train": train},
@@ -548,6 +562,8 @@ class GlueRun:
         main = main_metric(self.kind, self.glue_task)
         for split, m in final.items():
             logging.info("%s: %s", split, " ".join(f"{k}={v:.4f}" for k, v in m.items() if isinstance(v, float)))
+            self.recorder.scalars(f"{c.task}/final/{split}", m, step=training["best_epoch"] or 0)
+        self.recorder.flush()
         outputs, export_errors = self.export() if self.chief else ({}, {})
         metrics = {
             "task": c.task, "kind": self.kind, "model": c.model, "model_format": self.model_info.format,

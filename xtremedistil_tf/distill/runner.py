@@ -6,6 +6,7 @@ policy; the losses of each stage come from the plan; training is the shared `tra
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 import types
@@ -14,6 +15,8 @@ import numpy as np
 from absl import logging
 
 from xtremedistil_tf import fs
+from xtremedistil_tf.convert.hf import load_hf_head
+from xtremedistil_tf.data.tasks import load_task
 from xtremedistil_tf.data.tokenize import check_vocabulary, load_tokenizer
 from xtremedistil_tf.distill import outputs
 from xtremedistil_tf.distill.config import DistilConfig
@@ -22,19 +25,28 @@ from xtremedistil_tf.distill.distiller import Distiller
 from xtremedistil_tf.distill.plan import Stage, build_plan, relation_loss, stage_losses
 from xtremedistil_tf.distill.run_folder import RunFolder
 from xtremedistil_tf.distill.student import build_student
-from xtremedistil_tf.distill.teacher import (TEACHER_CONFIG, TEACHER_WEIGHTS, TeacherOutputCache, TeacherOutputs,
-                                             build_teacher, has_saved_teacher, weights_id)
+from xtremedistil_tf.distill.teacher import (
+    TEACHER_CONFIG,
+    TEACHER_WEIGHTS,
+    TeacherOutputCache,
+    TeacherOutputs,
+    build_teacher,
+    has_saved_teacher,
+    weights_id,
+)
 from xtremedistil_tf.errors import ConfigError
 from xtremedistil_tf.metrics import main_metric, score_logits
-from xtremedistil_tf.data.tasks import load_task
-from xtremedistil_tf.convert.hf import load_hf_head
 from xtremedistil_tf.models.encoder import INPUT_NAMES
 from xtremedistil_tf.models.heads import TOKEN_KINDS
 from xtremedistil_tf.models.saving import load_model, save_model
 from xtremedistil_tf.train import loop
 from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
 from xtremedistil_tf.train.losses import LabelLoss
+from xtremedistil_tf.train.progress import make_progress
+from xtremedistil_tf.train.tensorboard import NoRecorder, Recorder, verbatim
 from xtremedistil_tf.train.trainer import Batching, LossModel, Trainer
+
+TENSORBOARD_DIR = "tensorboard"
 
 
 class Distillation:
@@ -45,6 +57,7 @@ class Distillation:
         self.policy = config.policy
         self.t_start = time.time()
         self._logit_fns: dict = {}
+        self.recorder: Recorder = NoRecorder()
 
     # ------------------------------------------------------------------------------------------------ set-up
     def setup(self):
@@ -59,7 +72,12 @@ class Distillation:
         self.folder = RunFolder(model_dir, chief=self.chief)
         self.teacher_dir = (c.teacher_model_dir or fs.join(c.model_dir, "teacher")) if self.chief \
             else fs.join(model_dir, "teacher")
-        self.trainer = Trainer(self.strategy, seed=c.seed, jit_compile=c.jit_compile, log_every=c.log_every)
+        # TensorBoard: the chief's model_dir/tensorboard (opened at the first summary, so a finished run rerun
+        # writes nothing); workers record nothing.
+        if self.chief and c.tensorboard:
+            self.recorder = Recorder(fs.join(c.model_dir, TENSORBOARD_DIR), every=c.log_every or 50)
+        self.trainer = Trainer(self.strategy, seed=c.seed, jit_compile=c.jit_compile, log_every=c.log_every,
+                               progress=c.progress, recorder=self.recorder)
         self._student_from_checkpoint()
         self.folder.check_config(c)
         self._preflight_teacher()
@@ -186,6 +204,8 @@ class Distillation:
             self.state["teacher"] = {split: self.evaluate(self.teacher, split) for split in ("dev", "test")
                                      if split in self.arrays}
             self._save_state()
+            for split, m in self.state["teacher"].items():
+                self.recorder.scalars(f"teacher/final/{split}", m, step=0)
         logging.info("teacher: %s", self.state["teacher"])
 
     def _prepare_pretrained_teacher(self):
@@ -227,15 +247,19 @@ class Distillation:
                 "rep_0": with_representation}
 
     # ------------------------------------------------------------------------------------------------ evaluation
-    def _predict(self, fn, arrays, token_outputs=()):
+    def _progress(self):
+        return make_progress(self.config.progress, log_every=self.config.log_every)
+
+    def _predict(self, fn, arrays, token_outputs=(), description="teacher outputs"):
         return loop.predict(self.strategy, fn, arrays, self.gbs(self.config.teacher_batch_size), trim=self.trim,
-                            token_outputs=token_outputs)
+                            token_outputs=token_outputs, progress=self._progress(),
+                            description=f"{description} ({len(arrays['input_ids'])} examples)")
 
     def evaluate(self, model, split: str) -> dict[str, float]:
         """`model`'s (teacher or student) metrics on a labelled split."""
         arrays = self.arrays[split]
         out = self._predict(self._logits_fn(model), {k: arrays[k] for k in INPUT_NAMES},
-                            ("logits",) if self.kind in TOKEN_KINDS else ())
+                            ("logits",) if self.kind in TOKEN_KINDS else (), description=f"evaluating {split}")
         if self.kind == "qa":
             from xtremedistil_tf.metrics.scoring import score_spans
             c = self.config
@@ -260,7 +284,8 @@ class Distillation:
         """The mean per-example loss of `distiller`'s stage over `arrays` (inference mode)."""
         # predict() cuts only the inputs' token axis, so NER targets (per token) need the full length.
         out = loop.predict(self.strategy, distiller.eval_fn, arrays, self.gbs(self.config.student_distil_batch_size),
-                           trim=self.trim and self.kind not in TOKEN_KINDS)
+                           trim=self.trim and self.kind not in TOKEN_KINDS, progress=self._progress(),
+                           description=f"stage loss ({len(arrays['input_ids'])} examples)")
         return float(np.mean(out["loss"]))
 
     # ------------------------------------------------------------------------------------------------ the student
@@ -290,6 +315,8 @@ class Distillation:
                                                    online=self.data.augmentation is not None))
         logging.info("stage plan (%s mode):\n%s", self.policy.name,
                      "\n".join("  " + s.describe() for s in self.plan))
+        self.recorder.text("stage_plan", verbatim(f"{self.policy.name} mode\n" +
+                                                  "\n".join(s.describe() for s in self.plan)))
         # The representation stage reads the teacher's first-token representation from the cache unless it runs
         # the teacher on every batch.
         with_representation = self.plan[0].reads_teacher_cache
@@ -395,13 +422,21 @@ class Distillation:
 
     # ------------------------------------------------------------------------------------------------ the run
     def run(self) -> dict:
-        """The whole run, resuming from model_dir's state; a finished run only reports its saved metrics."""
+        """The whole run, resuming from model_dir's state; a finished run only reports its saved metrics. The
+        TensorBoard events are flushed and closed at the end, also when the run fails."""
+        try:
+            return self._run()
+        finally:
+            self.recorder.close()
+
+    def _run(self) -> dict:
         self.setup()
         if self.state.get("finished"):
             logging.info("%s holds a finished run; nothing to do", self.folder.folder)
             metrics = self.folder.read_metrics()
             outputs.log_summary(metrics)
             return metrics
+        self.recorder.text("config", verbatim(json.dumps(self.config.to_json(), indent=2, default=str)))
         self.load_data()
         self.prepare_teacher()
         self.folder.save_config(self.config, teacher_hidden_size=self.teacher.encoder.hidden_size,
@@ -429,8 +464,11 @@ class Distillation:
         stage's scores, updates the selected stage and saves the state after every stage."""
         done = self.state["stages"]
         last_done = max((int(k) for k in done), default=0)
+        self.recorder.step = 0  # the stages' curves on one axis, the teacher's on its own
         if last_done:
-            PhaseCheckpoint(self.folder.stage_checkpoint(f"stage-{last_done}"), self.student, None).restore()
+            saved, _ = PhaseCheckpoint(self.folder.stage_checkpoint(f"stage-{last_done}"), self.student,
+                                       None).restore()
+            self.recorder.step = saved.get("global_step", 0)
             logging.info("resuming after stage %d", last_done)
         for stage in self.plan:
             if str(stage.index) in done:
@@ -448,6 +486,10 @@ class Distillation:
                 self._select(stage, record)
             logging.info("%s done in %.1f s: %s", stage.name, time.time() - t0,
                          {k: v for k, v in record.items() if k in ("dev", "test")})
+            for split in ("dev", "test"):
+                if split in record:
+                    self.recorder.scalars(f"student/{split}", record[split], step=stage.index)
+            self.recorder.flush()
             done[str(stage.index)] = record
             self._save_state()
             if not self.config.keep_checkpoints:
@@ -471,6 +513,8 @@ class Distillation:
         if self.state.get("selected") is not None:
             self.folder.load_selected(self.student)
         final = {split: self.evaluate(self.student, split) for split in ("dev", "test") if split in self.arrays}
+        for split, m in final.items():
+            self.recorder.scalars(f"student/final/{split}", m, step=len(self.plan))
         metrics = outputs.run_metrics(self.state, final, c.mode)
         if self.chief:
             if c.task_agnostic:

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 import weakref
 from typing import Callable, Iterable
 
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from xtremedistil_tf.errors import UserError
 from xtremedistil_tf.models.encoder import INPUT_NAMES
+from xtremedistil_tf.train.progress import Progress, make_progress
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
@@ -129,34 +128,44 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], global_batch_size: int, *
 
 
 def run_epoch(step: Step, dataset: Iterable, *, description: str, log_every: int = 50,
-              on_batch: Callable[[int, float], None] | None = None) -> float:
-    """One pass; returns the mean loss. Raises NonFiniteLossError naming `description` and the step."""
-    total, count, start = 0.0, 0, time.time()
+              on_batch: Callable[[int, float], None] | None = None, total: int | None = None,
+              progress: Progress | None = None) -> float:
+    """One pass; returns the mean loss. Raises NonFiniteLossError naming `description` and the step.
+
+    `progress` reports each step with the running loss (default: a log line every `log_every` steps); `total`, the
+    number of steps when known (a distributed dataset may not tell: see `Batching.steps`), gives it an end and an
+    ETA. `on_batch(index, loss)` is called after every step with that step's loss."""
+    progress = make_progress("log", log_every=log_every) if progress is None else progress
+    total_loss, count = 0.0, 0
     if isinstance(step, Step):
         step.bind(dataset)
-    for i, batch in enumerate(dataset):
-        loss = float(step(batch))
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(f"{description}: loss is {loss} at step {i + 1}; stopping (the last good "
-                                     "checkpoint is kept). Try a lower learning rate, or --opt_policy=float32.")
-        total += loss
-        count += 1
-        if on_batch:
-            on_batch(i, loss)
-        if log_every and (i + 1) % log_every == 0:
-            logging.info("%s: step %d, loss %.5f, %.1f steps/s", description, i + 1, total / count,
-                         (i + 1) / (time.time() - start))
-    return total / max(count, 1)
+    progress.start(total, description)
+    try:
+        for i, batch in enumerate(dataset):
+            loss = float(step(batch))
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(f"{description}: loss is {loss} at step {i + 1}; stopping (the last good "
+                                         "checkpoint is kept). Try a lower learning rate, or --opt_policy=float32.")
+            total_loss += loss
+            count += 1
+            if on_batch:
+                on_batch(i, loss)
+            progress.update(i + 1, total_loss / count)
+    finally:
+        progress.finish()
+    return total_loss / max(count, 1)
 
 
 def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_size: int, *,
-            trim: bool = False, token_outputs: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+            trim: bool = False, token_outputs: tuple[str, ...] = (), progress: Progress | None = None,
+            description: str = "predicting") -> dict[str, np.ndarray]:
     """Runs `fn(batch) -> dict of tensors` over all rows under the strategy and returns numpy arrays in row order.
 
     Rows are padded to a whole number of global batches (fixed shapes for TPU/XLA) and the padding cut off.
     With `trim`, rows are sorted by length first and each batch is cut to its longest row (see `trim_batch`):
     the same outputs at real positions for a fraction of the work; the outputs named in `token_outputs` (those
-    with a token axis) are padded back to the full length with zeros.
+    with a token axis) are padded back to the full length with zeros. `progress` (default: none) reports the
+    batches under `description`.
     """
     n = len(next(iter(arrays.values())))
     seq_len = arrays["input_ids"].shape[1] if "input_ids" in arrays else None
@@ -173,14 +182,20 @@ def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_
 
     run = _compiled_predict(strategy, fn, ds.element_spec)
     chunks: dict[str, list] = {}
-    for batch in ds:
-        for k, v in run(batch).items():
-            v = v.numpy()
-            if k in token_outputs and v.shape[1] < seq_len:
-                pad = [(0, 0)] * v.ndim
-                pad[1] = (0, seq_len - v.shape[1])
-                v = np.pad(v, pad)
-            chunks.setdefault(k, []).append(v)
+    progress = progress or Progress()
+    progress.start(padded_n // global_batch_size, description)
+    try:
+        for i, batch in enumerate(ds):
+            for k, v in run(batch).items():
+                v = v.numpy()
+                if k in token_outputs and v.shape[1] < seq_len:
+                    pad = [(0, 0)] * v.ndim
+                    pad[1] = (0, seq_len - v.shape[1])
+                    v = np.pad(v, pad)
+                chunks.setdefault(k, []).append(v)
+            progress.update(i + 1)
+    finally:
+        progress.finish()
     out = {k: np.concatenate(v)[:n] for k, v in chunks.items()}
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)

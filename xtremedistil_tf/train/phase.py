@@ -4,8 +4,8 @@ This is the control flow shared by teacher fine-tuning, every distillation stage
 training stops after `patience` epochs without a better score; across chunks (the transfer set is read in chunks),
 a chunk that does not beat the best score so far counts against the same patience and its weights are reverted.
 Scores are "higher is better" (pass minus a loss). A `StoppingRule` says when the best epoch's weights come back
-and which epoch scores a chunk (a mode policy picks it). Every epoch ends with a checkpoint, so a killed run resumes at the next epoch with the same weights, optimizer
-state and early-stopping counters.
+and which epoch scores a chunk (a mode policy picks it). Every epoch ends with a checkpoint, so a killed run resumes
+at the next epoch with the same weights, optimizer state and early-stopping counters.
 """
 from __future__ import annotations
 
@@ -65,8 +65,12 @@ def run_phase(name: str, *, model, checkpoint: PhaseCheckpoint, num_chunks: int,
               load_chunk: Callable[[int], Any], train_epoch: Callable[[Any, int, int], float],
               score: Callable[[Any], tuple[float, dict]], epochs: int, patience: int,
               rule: StoppingRule = StoppingRule(),
-              cross_chunk: bool = True, carried: tuple[float, list] | None = None) -> PhaseResult:
-    """Runs (or resumes) a phase; leaves the model holding the phase's final weights."""
+              cross_chunk: bool = True, carried: tuple[float, list] | None = None, recorder=None) -> PhaseResult:
+    """Runs (or resumes) a phase; leaves the model holding the phase's final weights.
+
+    `recorder` (a `tensorboard.Recorder`) gets each epoch's train loss and `score`'s metrics by epoch of the phase
+    (`<name>/epoch_train_loss`, losses as `<name>/<key>`, the others as `<name>/dev/<key>`); its global step is
+    saved with the checkpoint and set back on resume, so a resumed phase's curves continue where they stopped."""
     snapshots: dict[str, list | None] = {"chunk_best": None, "phase_best": carried[1] if carried else None}
     state = {"chunk": 0, "epoch": 0, "chunk_best": None, "chunk_wait": 0, "last_score": None,
              "phase_best": _finite(carried[0]) if carried else None, "phase_wait": 0, "history": [],
@@ -74,6 +78,8 @@ def run_phase(name: str, *, model, checkpoint: PhaseCheckpoint, num_chunks: int,
     if checkpoint.exists():
         state, saved = checkpoint.restore()
         snapshots.update(saved)
+        if recorder is not None and "global_step" in state:
+            recorder.step = state["global_step"]
         logging.info("%s: resuming at chunk %d, epoch %d", name, state["chunk"], state["epoch"])
         if state["done"]:
             return PhaseResult(_val(state["phase_best"]), state["history"], snapshots.get("phase_best"),
@@ -82,6 +88,8 @@ def run_phase(name: str, *, model, checkpoint: PhaseCheckpoint, num_chunks: int,
 
     def save():
         state["elapsed"] = time.time() - start
+        if recorder is not None and recorder.enabled:
+            state["global_step"] = recorder.step
         checkpoint.save(state, snapshots)
 
     while state["chunk"] < num_chunks and not state["done"]:
@@ -97,6 +105,8 @@ def run_phase(name: str, *, model, checkpoint: PhaseCheckpoint, num_chunks: int,
                                      "seconds": round(time.time() - t0, 3), **_size(data), **metrics})
             logging.info("%s chunk %d epoch %d: train loss %.5f, score %.5f %s", name, chunk, epoch + 1, loss,
                          value, " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+            if recorder is not None:
+                _record_epoch(recorder, name, len(state["history"]), loss, metrics)
             state["last_score"] = value
             if value > _val(state["chunk_best"]):
                 state["chunk_best"], state["chunk_wait"] = value, 0
@@ -134,3 +144,11 @@ def run_phase(name: str, *, model, checkpoint: PhaseCheckpoint, num_chunks: int,
 
 def _val(x):
     return NEG_INF if x is None else x
+
+
+def _record_epoch(recorder, name: str, epoch: int, loss: float, metrics: dict) -> None:
+    """An epoch's train loss and metrics at `epoch` (counted over the phase's chunks, from 1)."""
+    recorder.scalar(f"{name}/epoch_train_loss", loss, step=epoch)
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            recorder.scalar(f"{name}/{key}" if key.endswith("loss") else f"{name}/dev/{key}", value, step=epoch)

@@ -1,6 +1,7 @@
 """One trainer for every training phase: teacher fine-tuning, each distillation stage, run_glue.py and continued
 fine-tuning. A `LossModel` owns its loss objects and its `train_step`; the `Trainer` draws each epoch's batches,
-runs the distributed step and hands early stopping and checkpoints to `phase.run_phase`."""
+runs the distributed step (its progress shown by `progress`, its curves written by `tensorboard`) and hands early
+stopping and checkpoints to `phase.run_phase`."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +14,9 @@ from xtremedistil_tf.models.encoder import INPUT_NAMES
 from xtremedistil_tf.train import loop
 from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
 from xtremedistil_tf.train.phase import PhaseResult, StoppingRule, run_phase
+from xtremedistil_tf.train.progress import make_progress
 from xtremedistil_tf.train.seeding import reseed_dropout, unit_seed
+from xtremedistil_tf.train.tensorboard import NoRecorder, Recorder, StepScalars
 
 
 def model_inputs(batch: dict) -> dict:
@@ -125,11 +128,20 @@ class Batching:
     group_by_length: bool = False
     drop_partial: bool = True
 
+    def drops_partial(self, n: int) -> bool:
+        """Whether an epoch of `n` rows drops its last partial batch."""
+        return self.drop_partial and n >= self.global_batch_size
+
+    def steps(self, n: int) -> int:
+        """The steps of an epoch of `n` rows: known from the rows, where a distributed dataset's cardinality may not
+        be."""
+        return n // self.global_batch_size if self.drops_partial(n) else -(-n // self.global_batch_size)
+
     def dataset(self, arrays: dict, seed: int) -> tf.data.Dataset:
         """One epoch of `arrays` as shuffled global batches; `seed` fixes the order, so a resumed epoch repeats it."""
         n = len(arrays["input_ids"])
         return loop.dataset_from_arrays(arrays, self.global_batch_size, shuffle=True, seed=seed,
-                                        drop_remainder=self.drop_partial and n >= self.global_batch_size,
+                                        drop_remainder=self.drops_partial(n),
                                         trim=self.trim, token_keys=self.token_keys,
                                         group_by_length=self.trim and self.group_by_length)
 
@@ -142,15 +154,19 @@ class Trainer:
       seed: the run's seed; epoch `e` of chunk `c` in stream `s` uses `unit_seed(seed, s, c, e)` for its batch order
         and dropout, so a resumed phase equals an uninterrupted one.
       jit_compile: compile forward, loss and gradients with XLA.
-      log_every: log the running loss every N steps (0: never).
+      log_every: log the running loss every N steps (0: never), in the log progress mode.
+      progress: how each epoch reports its progress: auto, bar, log or none (see `progress.make_progress`).
+      recorder: where the training curves and the per-epoch dev metrics go (`tensorboard.Recorder`; default none).
     """
 
     def __init__(self, strategy: tf.distribute.Strategy, *, seed: int, jit_compile: bool = False,
-                 log_every: int = 50):
+                 log_every: int = 50, progress: str = "log", recorder: Recorder | None = None):
         self.strategy = strategy
         self.seed = seed
         self.jit_compile = jit_compile
         self.log_every = log_every
+        self.progress = progress
+        self.recorder = recorder if recorder is not None else NoRecorder()
 
     def fit(self, name: str, model: LossModel, *, variables: list, optimizer: keras.optimizers.Optimizer,
             batching: Batching, checkpoint_dir: str, load_chunk: Callable[[int], dict], score: Callable[[Any], tuple],
@@ -164,14 +180,27 @@ class Trainer:
                         jit_compile=self.jit_compile)
         step = loop.Step(self.strategy, model)
         weights = model.model
+        curves = StepScalars(self.recorder, name, global_batch_size=batching.global_batch_size,
+                             learning_rate=lambda: float(optimizer.learning_rate)) if self.recorder.enabled else None
 
         def train_epoch(chunk_data, chunk, epoch):
             seed = unit_seed(self.seed, stream, chunk, epoch)
             reseed_dropout(weights, seed)
+            rows = len(chunk_data["train"]["input_ids"])
             ds = loop.distribute(self.strategy, batching.dataset(chunk_data["train"], seed))
-            return loop.run_epoch(step, ds, description=f"{name} chunk {chunk} epoch {epoch + 1}",
-                                  log_every=self.log_every)
+            if curves is not None:
+                curves.start_epoch(rows)
+            loss = loop.run_epoch(step, ds, description=f"{name} chunk {chunk} epoch {epoch + 1}",
+                                  total=batching.steps(rows), on_batch=curves,
+                                  progress=make_progress(self.progress, log_every=self.log_every))
+            if curves is not None:
+                curves.end_epoch()
+            return loss
 
-        return run_phase(name, model=weights, checkpoint=PhaseCheckpoint(checkpoint_dir, weights, optimizer),
-                         num_chunks=num_chunks, load_chunk=load_chunk, train_epoch=train_epoch, score=score,
-                         epochs=epochs, patience=patience, rule=rule, cross_chunk=cross_chunk, carried=carried)
+        try:
+            return run_phase(name, model=weights, checkpoint=PhaseCheckpoint(checkpoint_dir, weights, optimizer),
+                             num_chunks=num_chunks, load_chunk=load_chunk, train_epoch=train_epoch, score=score,
+                             epochs=epochs, patience=patience, rule=rule, cross_chunk=cross_chunk, carried=carried,
+                             recorder=self.recorder)
+        finally:
+            self.recorder.flush()
