@@ -43,6 +43,7 @@ from xtremedistil_tf.train import loop
 from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
 from xtremedistil_tf.train.losses import LabelLoss
 from xtremedistil_tf.train.progress import make_progress
+from xtremedistil_tf.train.schedules import warmup_linear_decay
 from xtremedistil_tf.train.tensorboard import NoRecorder, Recorder, verbatim
 from xtremedistil_tf.train.trainer import Batching, LossModel, Trainer
 
@@ -90,7 +91,11 @@ class Distillation:
     def _student_from_checkpoint(self):
         """As the original, a --pt_student_checkpoint's own shapes replace --hidden_size, --num_hidden_layers and
         --num_attention_heads (in the config and in xtremedistil-config.json)."""
-        from xtremedistil_tf.convert.hf import encoder_kwargs_from_hf, read_hf_config, resolve_source
+        from xtremedistil_tf.convert.hf import (
+            encoder_kwargs_from_hf,
+            read_hf_config,
+            resolve_source,
+        )
         c = self.config
         if not c.pt_student_checkpoint:
             return
@@ -221,13 +226,18 @@ class Distillation:
     def _fine_tune_teacher(self):
         c, teacher = self.config, self.teacher
         variables = teacher.trainable_variables
-        optimizer = loop.make_optimizer(c.teacher_learning_rate, epsilon=1e-8)
+        batching = self.batching(c.teacher_batch_size)
+        peak = c.teacher_learning_rate or self.policy.teacher_learning_rate(self.kind)
+        total = batching.steps(len(self.arrays["train"]["input_ids"])) * c.ft_epochs
+        warmup = self.policy.teacher_warmup
+        lr = peak if warmup is None else warmup_linear_decay(peak, int(round(warmup * total)), total)
+        optimizer = loop.make_optimizer(lr, epsilon=1e-8)
         model = LossModel(teacher, [LabelLoss(self.kind)], token_mask=self.token_mask)
-        logging.info("fine-tuning the teacher on %d examples, up to %d epochs", len(self.arrays["train"]["input_ids"]),
-                     c.ft_epochs)
+        logging.info("fine-tuning the teacher on %d examples, up to %d epochs, learning rate %g (%s)",
+                     len(self.arrays["train"]["input_ids"]), c.ft_epochs, peak,
+                     "constant" if warmup is None else f"warm-up over {warmup:.0%} of {total} steps, linear decay")
         self.trainer.fit("teacher", model, variables=variables, optimizer=optimizer,
-                         batching=self.batching(c.teacher_batch_size),
-                         checkpoint_dir=fs.join(self.teacher_dir, "checkpoint"),
+                         batching=batching, checkpoint_dir=fs.join(self.teacher_dir, "checkpoint"),
                          load_chunk=lambda _: {"train": self.arrays["train"]},
                          score=lambda _: self._dev_score(teacher), epochs=c.ft_epochs, patience=c.patience,
                          rule=self.policy.stopping_rule)
