@@ -211,8 +211,12 @@ def _fail_then_resume(local_setup, reference: str, fail_at: int, mid_file: bool,
     setup = ram_setup(local_setup)
     model_dir = f"{setup['root']}/run"
     faults = Faults(monkeypatch, fail_at, mid_file=mid_file)
-    with pytest.raises(OSError, match="injected failure"):
+    try:
         run_tiny(setup, model_dir)
+        # Only the plots are best-effort (a failure there is logged, the run goes on); every other write fails it.
+        assert "/run/plots/" in faults.points[fail_at - 1], f"write point {fail_at} failed without stopping the run"
+    except OSError as e:
+        assert "injected failure" in str(e), e
     monkeypatch.undo()
     for path in finished_files(model_dir):  # nothing half-written under a final name
         try:
@@ -254,7 +258,7 @@ def test_a_failure_at_a_write_point_then_a_rerun_gives_the_uninterrupted_weights
         _fail_then_resume(local_setup, reference, k, mid_file, monkeypatch)
 
 
-@pytest.mark.slow  # 74 + 37 failed-and-resumed runs, about 40 min
+@pytest.mark.slow  # 74 + 37 failed-and-resumed runs, about 35 min
 @pytest.mark.parametrize("mid_file", [False, True], ids=["between-files", "mid-file"])
 def test_a_failure_at_the_first_write_point_of_every_kind_then_a_rerun(local_setup, uninterrupted, mid_file,
                                                                        monkeypatch):
