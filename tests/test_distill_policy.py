@@ -29,7 +29,8 @@ TABLE = {
     "student_learning_rate(True)":       (5e-5,           3e-5),
     "teacher_learning_rate('classification')": (3e-5,     3e-5),
     "teacher_learning_rate('ner')":      (1e-4,           3e-5),
-    "teacher_warmup":                    (0.1,            None),
+    "teacher_warmup('ner')":             (0.1,            None),
+    "teacher_warmup('classification')":  (None,           None),
     "unfreeze_groups(num_layers=2, has_projection=True, unfreeze_order='dense,student')":
         (["transformer_layer_1", "transformer_layer_0", "embeddings"], ["dense", "student"]),
     "unfreeze_groups(num_layers=2, has_projection=False, unfreeze_order='student,dense')":

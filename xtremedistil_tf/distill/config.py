@@ -62,8 +62,8 @@ class DistilConfig(RuntimeConfig):
     student_dropout: float = option(0.1, 'dropout rate of the student (the original: 0.1)')
     intermediate_size: int = option(0, 'student FFN size; 0: 3072 in faithful mode, 4 x hidden_size otherwise')
     teacher_learning_rate: float = option(0.0, "peak Adam learning rate for teacher fine-tuning; 0: the mode's "
-                                               "(3e-5; 1e-4 for NER in default mode, which also warms up over "
-                                               "10% of the steps, then decays linearly, as run_glue.py)")
+                                               "(3e-5; for NER in default mode 1e-4, warmed up over 10% of "
+                                               "the steps, then decayed linearly, as run_glue.py)")
     student_learning_rate: float = option(0.0, 'Adam learning rate for the student; 0: 3e-5 faithful, 1e-3 from '
                                                'scratch, 5e-5 from a checkpoint or teacher layers')
     logit_loss: str = option("mse", 'mse (the original) or kl (with --temperature)')

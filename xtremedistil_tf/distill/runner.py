@@ -229,7 +229,7 @@ class Distillation:
         batching = self.batching(c.teacher_batch_size)
         peak = c.teacher_learning_rate or self.policy.teacher_learning_rate(self.kind)
         total = batching.steps(len(self.arrays["train"]["input_ids"])) * c.ft_epochs
-        warmup = self.policy.teacher_warmup
+        warmup = self.policy.teacher_warmup(self.kind)
         lr = peak if warmup is None else warmup_linear_decay(peak, int(round(warmup * total)), total)
         optimizer = loop.make_optimizer(lr, epsilon=1e-8)
         model = LossModel(teacher, [LabelLoss(self.kind)], token_mask=self.token_mask)
