@@ -181,3 +181,16 @@ def test_real_transfer_file(tok, shared_data_dir, tmp_path):
     direct = f.encode(list(iter_transfer_file(transfer)))
     np.testing.assert_array_equal(chunk["input_ids"], direct["input_ids"][3000:6000])
     assert sum(int(b["input_ids"].shape[0]) for b in cache.dataset(1000)) == 8000
+
+
+def test_caching_a_transfer_file_reports_its_progress(tok, tmp_path, caplog):
+    import logging
+    path = _write_transfer(tmp_path / "t.txt", 50)
+    with caplog.at_level(logging.INFO):
+        TransferCache(str(tmp_path / "cache"), str(path), Featurizer(tok, 16), read_batch=8, progress="log")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"caching {path}")]
+    assert lines and lines[-1].startswith(f"caching {path} (8 lines a step): step 7/7"), lines
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        TransferCache(str(tmp_path / "cache2"), str(path), Featurizer(tok, 16), read_batch=8)  # progress off
+    assert not [r for r in caplog.records if r.getMessage().startswith("caching ")]

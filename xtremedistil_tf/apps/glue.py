@@ -390,8 +390,8 @@ class GlueRun:
     def logits(self, split: str) -> np.ndarray:
         """The model's logits on a split (batches cut to their longest example unless --fixed_shapes; NER logits
         padded back to the split's length)."""
+        from xtremedistil_tf.progress import make_progress
         from xtremedistil_tf.train import loop
-        from xtremedistil_tf.train.progress import make_progress
         c = self.config
         arrays = self.arrays[split]
         return loop.predict(self.strategy, self._logits_fn, {k: arrays[k] for k in INPUT_NAMES},

@@ -12,8 +12,9 @@ from absl import logging
 
 from xtremedistil_tf import fs
 from xtremedistil_tf import io as xio
-from xtremedistil_tf.data.readers import Example, MissingFileError, iter_transfer_file
+from xtremedistil_tf.data.readers import Example, MissingFileError, count_lines, iter_transfer_file
 from xtremedistil_tf.data.tokenize import Encoded, Featurizer, log_truncation
+from xtremedistil_tf.progress import make_progress
 
 # ---------------------------------------------------------------------------------------------------------------
 # Transfer cache
@@ -64,7 +65,7 @@ class TransferCache:
 
     def __init__(self, cache_dir: str, transfer_file: str, featurizer: Featurizer, *, kind: str = "classification",
                  pairwise: bool = False, shard_size: int = 100_000, read_batch: int = 8192,
-                 full_hash: bool = False, build: bool = True):
+                 full_hash: bool = False, build: bool = True, progress: str = "none"):
         if shard_size < 1 or read_batch < 1:
             raise ValueError("shard_size and read_batch must be positive")
         self.cache_dir = os.fspath(cache_dir)
@@ -75,6 +76,7 @@ class TransferCache:
         self.shard_size = int(shard_size)
         self.read_batch = int(read_batch)
         self.full_hash = full_hash
+        self.progress = progress
         self.manifest: dict | None = None
         self.rebuilt = False
         if build:
@@ -152,9 +154,12 @@ class TransferCache:
             tmp = ctx.__enter__()
             state.update(writer=tf.io.TFRecordWriter(tmp), ctx=ctx, count=0, name=name)
 
+        total = -(-count_lines(self.transfer_file) // self.read_batch) if self.progress != "none" else None
+        reporter = make_progress(self.progress, log_every=max(1, (total or 0) // 10))
+        reporter.start(total, f"caching {self.transfer_file} ({self.read_batch} lines a step)")
         try:
-            for batch in _batched(iter_transfer_file(self.transfer_file, kind=self.kind, pairwise=self.pairwise),
-                                  self.read_batch):
+            for step, batch in enumerate(_batched(iter_transfer_file(self.transfer_file, kind=self.kind,
+                                                                     pairwise=self.pairwise), self.read_batch), 1):
                 enc = self.featurizer.encode_unpadded(batch, kind=self.kind)
                 stats["num_examples"] += int(enc.lengths.size)
                 stats["num_truncated"] += enc.num_truncated
@@ -167,12 +172,15 @@ class TransferCache:
                     state["count"] += 1
                     if state["count"] >= self.shard_size:
                         close_shard()
+                reporter.update(step)
             close_shard()
         except BaseException as e:
             if state["ctx"] is not None:
                 state["writer"].close()
                 state["ctx"].__exit__(type(e), e, e.__traceback__)
             raise
+        finally:
+            reporter.finish()
         seconds = time.time() - start
         manifest = {"key": key, "shards": shards, **stats, "build_seconds": round(seconds, 3),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

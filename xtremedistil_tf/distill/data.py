@@ -71,7 +71,7 @@ class DistillationData:
                 io.write_text(transfer_file, "".join(transfer_line(e) for e in task.splits["train"].examples))
         pairwise = task is not None and task.pairwise
         self.transfer = TransferCache(folder.path("transfer_cache"), transfer_file, self.featurizer, kind=self.kind,
-                                      pairwise=pairwise)
+                                      pairwise=pairwise, progress=c.progress)
         self.num_chunks = self.transfer.num_chunks(c.distil_chunk_size)
         logging.info("transfer set: %d examples in %d chunk(s) of at most %d%s", self.transfer.num_examples,
                      self.num_chunks, c.distil_chunk_size,
@@ -79,7 +79,7 @@ class DistillationData:
         if c.augmentation_file:
             # One text a line, whatever the task: a pair task's model also reads single texts.
             self.augmentation = TransferCache(folder.path("augmentation_cache"), c.augmentation_file,
-                                              self.featurizer, kind=self.kind, pairwise=False)
+                                              self.featurizer, kind=self.kind, pairwise=False, progress=c.progress)
             logging.info("augmentation corpus: %d examples in %d chunk(s), after the transfer set in the "
                          "representation stage", self.augmentation.num_examples,
                          self.augmentation.num_chunks(c.distil_chunk_size))

@@ -22,6 +22,7 @@ from xtremedistil_tf.errors import ConfigError
 from xtremedistil_tf.metrics import main_metric, score_logits
 from xtremedistil_tf.models.encoder import INPUT_NAMES
 from xtremedistil_tf.models.saving import load_model, save_model
+from xtremedistil_tf.progress import make_progress
 from xtremedistil_tf.train import loop
 from xtremedistil_tf.train.losses import LabelLoss
 from xtremedistil_tf.train.trainer import Batching, LossModel, Trainer
@@ -54,10 +55,12 @@ class DistilledModel:
         self.strategy = tf.distribute.get_strategy()
         self._fn = lambda b: {"logits": self.student(b, training=False)["logits"]}
 
-    def logits(self, arrays: dict, batch_size: int = 128) -> np.ndarray:
-        """The student's logits on featurized `arrays` (batches cut to their longest example; NER per token)."""
+    def logits(self, arrays: dict, batch_size: int = 128, *, description: str = "predicting") -> np.ndarray:
+        """The student's logits on featurized `arrays` (batches cut to their longest example; NER per token), with
+        a progress bar in a terminal (log lines otherwise)."""
         return loop.predict(self.strategy, self._fn, {k: arrays[k] for k in INPUT_NAMES}, batch_size, trim=True,
-                            token_outputs=("logits",) if self.kind == "ner" else ())["logits"]
+                            token_outputs=("logits",) if self.kind == "ner" else (),
+                            progress=make_progress("auto"), description=description)["logits"]
 
     def evaluate(self) -> dict:
         """Metrics on the task's dev and test splits (those with labels), keyed by split."""

@@ -39,10 +39,10 @@ from xtremedistil_tf.metrics import main_metric, score_logits
 from xtremedistil_tf.models.encoder import INPUT_NAMES
 from xtremedistil_tf.models.heads import TOKEN_KINDS
 from xtremedistil_tf.models.saving import load_model, save_model
+from xtremedistil_tf.progress import make_progress
 from xtremedistil_tf.train import loop
 from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
 from xtremedistil_tf.train.losses import LabelLoss
-from xtremedistil_tf.train.progress import make_progress
 from xtremedistil_tf.train.schedules import warmup_linear_decay
 from xtremedistil_tf.train.tensorboard import NoRecorder, Recorder, verbatim
 from xtremedistil_tf.train.trainer import Batching, LossModel, Trainer

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from xtremedistil_tf.errors import UserError
 from xtremedistil_tf.models.encoder import INPUT_NAMES
-from xtremedistil_tf.train.progress import Progress, make_progress
+from xtremedistil_tf.progress import Progress, make_progress
 
 
 class NonFiniteLossError(UserError, FloatingPointError):

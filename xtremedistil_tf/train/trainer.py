@@ -11,10 +11,10 @@ import keras
 import tensorflow as tf
 
 from xtremedistil_tf.models.encoder import INPUT_NAMES
+from xtremedistil_tf.progress import make_progress
 from xtremedistil_tf.train import loop
 from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
 from xtremedistil_tf.train.phase import PhaseResult, StoppingRule, run_phase
-from xtremedistil_tf.train.progress import make_progress
 from xtremedistil_tf.train.seeding import reseed_dropout, unit_seed
 from xtremedistil_tf.train.tensorboard import NoRecorder, Recorder, StepScalars
 

@@ -1,4 +1,4 @@
-"""Progress of the long loops (train/progress.py): a Keras progress bar on a terminal, periodic log lines with the
+"""Progress of the long loops (progress.py): a Keras progress bar on a terminal, periodic log lines with the
 step out of the total and an ETA elsewhere, nothing with --progress=none; a bad --progress is a config error."""
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from xtremedistil_tf.progress import BarProgress, LogProgress, Progress, make_progress, resolve_mode
 from xtremedistil_tf.train import loop
-from xtremedistil_tf.train.progress import BarProgress, LogProgress, Progress, make_progress, resolve_mode
 
 REPO = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from xtremedistil_tf.train import loop
-from xtremedistil_tf.train.progress import make_progress
+from xtremedistil_tf.progress import make_progress
 
 logging.set_verbosity(logging.INFO)
 def step(batch):
