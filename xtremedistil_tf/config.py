@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from xtremedistil_tf.progress import PROGRESS_MODES
 from xtremedistil_tf.strategy import POLICIES, STRATEGIES, set_up_runtime
-
-PROGRESS_MODES = ("auto", "bar", "log", "none")
 
 
 def option(default, help_text: str):

@@ -17,7 +17,7 @@ import time
 
 from absl import logging
 
-from xtremedistil_tf.config import PROGRESS_MODES
+PROGRESS_MODES = ("auto", "bar", "log", "none")
 
 
 def resolve_mode(mode: str, stream=None) -> str:

@@ -8,6 +8,7 @@ import dataclasses
 from typing import Any, Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from xtremedistil_tf.models.encoder import INPUT_NAMES
@@ -146,6 +147,13 @@ class Batching:
                                         group_by_length=self.trim and self.group_by_length)
 
 
+def current_learning_rate(optimizer) -> float:
+    """The optimizer's learning rate now (a schedule's value at the current step), read the same way under any
+    strategy (a mirrored variable has no float())."""
+    value = optimizer.learning_rate
+    return float(np.asarray(tf.convert_to_tensor(getattr(value, "value", value))))
+
+
 class Trainer:
     """Runs training phases under a strategy, each resumable from its checkpoint folder.
 
@@ -181,7 +189,7 @@ class Trainer:
         step = loop.Step(self.strategy, model)
         weights = model.model
         curves = StepScalars(self.recorder, name, global_batch_size=batching.global_batch_size,
-                             learning_rate=lambda: float(optimizer.learning_rate)) if self.recorder.enabled else None
+                             learning_rate=lambda: current_learning_rate(optimizer)) if self.recorder.enabled else None
 
         def train_epoch(chunk_data, chunk, epoch):
             seed = unit_seed(self.seed, stream, chunk, epoch)
