@@ -35,7 +35,8 @@ WRITES_INTO_ATOMIC = {
     # The file-system layer's primitives, and the commit steps built on them (uploads under temporary names,
     # the store's copies onto final names, downloads into scratch folders).
     ("xtremedistil_tf/fs.py", "copy"), ("xtremedistil_tf/fs.py", "local_copy"),
-    ("xtremedistil_tf/io.py", "_upload"), ("xtremedistil_tf/io.py", "_publish"), ("xtremedistil_tf/io.py", "_swap_in"),
+    ("xtremedistil_tf/io.py", "_upload"), ("xtremedistil_tf/io.py", "_copy_files"),
+    ("xtremedistil_tf/io.py", "_swap_in"),  # the commit marker, copied last
     ("xtremedistil_tf/io.py", "__init__"),  # LogFileHandler: a rerun's remote log downloaded to continue it
 }
 

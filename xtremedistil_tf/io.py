@@ -22,6 +22,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 import time
 from typing import Any, Iterator
@@ -38,8 +39,8 @@ def _suffix(base: str) -> str:
     return ".weights.h5" if base.endswith(".weights.h5") else os.path.splitext(base)[1]
 
 
-def _temp_name(base: str, suffix: str = "") -> str:
-    return f".{base}.{secrets.token_hex(4)}.tmp{suffix}"
+def _temp_name(base: str, suffix: str = "", *, kind: str = "tmp") -> str:
+    return f".{base}.{secrets.token_hex(4)}.{kind}{suffix}"
 
 
 def _is_temporary(name: str) -> bool:
@@ -61,10 +62,11 @@ def atomic_path(path: str) -> Iterator[str]:
     path = fs.abspath(path)
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    tmp = _new_local_file(folder, base)
+    tmp = _new_local_temp(folder, base, _suffix(base), folder=False)
+    mode = stat.S_IMODE(os.stat(tmp).st_mode)  # what open() gives under the umask
     try:
         yield tmp
-        os.chmod(tmp, _default_modes()[0])  # some writers replace the file with a private one
+        os.chmod(tmp, mode)  # some writers replace the file with a private one
         _fsync_file(tmp)
         os.replace(tmp, path)
         _fsync_dir(folder)
@@ -72,13 +74,6 @@ def atomic_path(path: str) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
-
-
-def _default_modes() -> tuple[int, int]:
-    """The modes open() and mkdir give a new file and folder under the current umask."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask, 0o777 & ~umask
 
 
 @contextlib.contextmanager
@@ -91,12 +86,16 @@ def _scratch(name: str) -> Iterator[str]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _new_local_file(folder: str, base: str) -> str:
-    """Creates an empty temporary file beside the target with the mode open() would give (not mkstemp's 0600)."""
+def _new_local_temp(parent: str, base: str, suffix: str = "", *, kind: str = "tmp", folder: bool) -> str:
+    """Creates an empty temporary file (or folder) `_temp_name(base, suffix, kind=kind)` in `parent` with the mode
+    open() (or mkdir) would give, not mkstemp's 0600 / mkdtemp's 0700."""
     while True:
-        tmp = os.path.join(folder, _temp_name(base, _suffix(base)))
+        tmp = os.path.join(parent, _temp_name(base, suffix, kind=kind))
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            if folder:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return tmp
         except FileExistsError:
             continue
@@ -174,10 +173,11 @@ def atomic_dir(path: str) -> Iterator[str]:
     path = fs.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    tmp = _new_local_dir(parent, os.path.basename(path), ".tmp")
+    tmp = _new_local_temp(parent, os.path.basename(path), folder=True)
+    dir_mode = stat.S_IMODE(os.stat(tmp).st_mode)  # what mkdir gives under the umask
+    file_mode = dir_mode & 0o666  # and what open() gives
     try:
         yield tmp
-        file_mode, dir_mode = _default_modes()
         for root, _, files in os.walk(tmp):
             os.chmod(root, dir_mode)
             for name in files:  # writers such as safetensors create private (0600) files
@@ -185,7 +185,7 @@ def atomic_dir(path: str) -> Iterator[str]:
                 _fsync_file(os.path.join(root, name))
         old = None
         if os.path.exists(path):
-            old = _new_local_dir(parent, os.path.basename(path), ".old")
+            old = _new_local_temp(parent, os.path.basename(path), kind="old", folder=True)
             os.rmdir(old)
             os.replace(path, old)
         os.replace(tmp, path)
@@ -197,17 +197,6 @@ def atomic_dir(path: str) -> Iterator[str]:
         raise
 
 
-def _new_local_dir(parent: str, base: str, suffix: str) -> str:
-    """Creates a temporary folder beside the target with the mode mkdir would give (not mkdtemp's 0700)."""
-    while True:
-        tmp = os.path.join(parent, f".{base}.{secrets.token_hex(4)}{suffix}")
-        try:
-            os.mkdir(tmp, 0o777)
-            return tmp
-        except FileExistsError:
-            continue
-
-
 def _publish(local: str, path: str) -> None:
     """Commits a finished local folder to `path` on an object store (see the module docstring)."""
     sealed = fs.join(fs.dirname(path), _temp_name(fs.basename(path)))
@@ -216,10 +205,8 @@ def _publish(local: str, path: str) -> None:
         rel_root = os.path.relpath(root, local)
         for name in sorted(names):
             rel = name if rel_root == "." else f"{rel_root.replace(os.sep, '/')}/{name}"
-            target = fs.join(sealed, rel)
-            fs.makedirs(fs.dirname(target))
-            fs.copy(os.path.join(root, name), target)
             files[rel] = os.path.getsize(os.path.join(root, name))
+    _copy_files(local, sealed, files)
     write_json(fs.join(sealed, COMMIT_MARKER), {"files": files})
     _swap_in(sealed, path, files)
 
@@ -228,12 +215,18 @@ def _swap_in(sealed: str, path: str, files: dict[str, int]) -> None:
     """Replaces `path` by the sealed copy: un-commit, replace the files, commit (marker last), drop the copy."""
     fs.remove(fs.join(path, COMMIT_MARKER))
     fs.rmtree(path)
-    for rel in files:
-        target = fs.join(path, rel)
-        fs.makedirs(fs.dirname(target))
-        fs.copy(fs.join(sealed, rel), target)
+    _copy_files(sealed, path, files)
     fs.copy(fs.join(sealed, COMMIT_MARKER), fs.join(path, COMMIT_MARKER))
     _discard(sealed)
+
+
+def _copy_files(src: str, dst: str, files) -> None:
+    """Copies the files `files` (paths relative to `src`, '/'-separated) to the same places under `dst`, making
+    each folder once."""
+    for folder in sorted({fs.dirname(fs.join(dst, rel)) for rel in files}):
+        fs.makedirs(folder)
+    for rel in files:
+        fs.copy(fs.join(src, rel), fs.join(dst, rel))
 
 
 def _discard(sealed: str) -> None:
