@@ -16,7 +16,6 @@ lines, conlleval's input; `word pred` when the test split has no labels).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging as py_logging
 import tempfile
 import time
@@ -31,7 +30,7 @@ from xtremedistil_tf.distill.outputs import STUDENT_CONFIG, STUDENT_WEIGHTS
 from xtremedistil_tf.errors import ConfigError, UserError
 from xtremedistil_tf.models.encoder import INPUT_NAMES
 from xtremedistil_tf.models.heads import TOKEN_KINDS
-from xtremedistil_tf.train.tensorboard import NoRecorder, Recorder, verbatim
+from xtremedistil_tf.train.tensorboard import NoRecorder, Recorder, run_recorder
 
 TASKS = registry.GLUE_TASKS + ("ner",)
 # File names the GLUE server expects in a submission zip.
@@ -40,7 +39,6 @@ METRICS_FILE = "metrics.json"
 CONFIG_FILE = "run_config.json"
 LOG_FILE = "run.log"
 CHECKPOINT_DIR = "checkpoint"
-TENSORBOARD_DIR = "tensorboard"
 
 
 @dataclasses.dataclass
@@ -284,9 +282,8 @@ class GlueRun:
             if absl_logger.getEffectiveLevel() > py_logging.INFO:  # run.log always holds the INFO lines
                 absl_logger.setLevel(py_logging.INFO)
         logging.info("run_glue configuration:\n%s", "\n".join(f"  {k} = {v}" for k, v in sorted(c.to_json().items())))
-        if self.chief and c.tensorboard:
-            self.recorder = Recorder(self._path(TENSORBOARD_DIR), every=c.log_every or 50)
-            self.recorder.text("config", verbatim(json.dumps(c.to_json(), indent=2, default=str)))
+        self.recorder = run_recorder(self.output_dir, c, chief=self.chief)
+        self.recorder.record_config(c.to_json())
         return None
 
     def close(self):

@@ -6,7 +6,6 @@ policy; the losses of each stage come from the plan; training is the shared `tra
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 import types
@@ -44,10 +43,8 @@ from xtremedistil_tf.train import loop
 from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
 from xtremedistil_tf.train.losses import LabelLoss
 from xtremedistil_tf.train.schedules import warmup_linear_decay
-from xtremedistil_tf.train.tensorboard import NoRecorder, Recorder, verbatim
+from xtremedistil_tf.train.tensorboard import NoRecorder, Recorder, run_recorder, verbatim
 from xtremedistil_tf.train.trainer import Batching, LossModel, Trainer
-
-TENSORBOARD_DIR = "tensorboard"
 
 
 class Distillation:
@@ -73,10 +70,8 @@ class Distillation:
         self.folder = RunFolder(model_dir, chief=self.chief)
         self.teacher_dir = (c.teacher_model_dir or fs.join(c.model_dir, "teacher")) if self.chief \
             else fs.join(model_dir, "teacher")
-        # TensorBoard: the chief's model_dir/tensorboard (opened at the first summary, so a finished run rerun
-        # writes nothing); workers record nothing.
-        if self.chief and c.tensorboard:
-            self.recorder = Recorder(fs.join(c.model_dir, TENSORBOARD_DIR), every=c.log_every or 50)
+        # TensorBoard: opened at the first summary, so a finished run rerun writes nothing.
+        self.recorder = run_recorder(c.model_dir, c, chief=self.chief)
         self.trainer = Trainer(self.strategy, seed=c.seed, jit_compile=c.jit_compile, log_every=c.log_every,
                                progress=c.progress, recorder=self.recorder)
         self._student_from_checkpoint()
@@ -446,7 +441,7 @@ class Distillation:
             metrics = self.folder.read_metrics()
             outputs.log_summary(metrics)
             return metrics
-        self.recorder.text("config", verbatim(json.dumps(self.config.to_json(), indent=2, default=str)))
+        self.recorder.record_config(self.config.to_json())
         self.load_data()
         self.prepare_teacher()
         self.folder.save_config(self.config, teacher_hidden_size=self.teacher.encoder.hidden_size,

@@ -149,6 +149,5 @@ def _val(x):
 def _record_epoch(recorder, name: str, epoch: int, loss: float, metrics: dict) -> None:
     """An epoch's train loss and metrics at `epoch` (counted over the phase's chunks, from 1)."""
     recorder.scalar(f"{name}/epoch_train_loss", loss, step=epoch)
-    for key, value in metrics.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            recorder.scalar(f"{name}/{key}" if key.endswith("loss") else f"{name}/dev/{key}", value, step=epoch)
+    recorder.scalars(name, {k: v for k, v in metrics.items() if k.endswith("loss")}, step=epoch)
+    recorder.scalars(f"{name}/dev", {k: v for k, v in metrics.items() if not k.endswith("loss")}, step=epoch)

@@ -12,11 +12,16 @@ Tags: `<phase>/train_loss`, `<phase>/learning_rate`, `<phase>/examples_per_secon
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Callable
 
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
+
+from xtremedistil_tf import fs
+
+TENSORBOARD_DIR = "tensorboard"  # the event files' folder in a run's output folder
 
 SCALARS = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
 TEXT = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text"))
@@ -57,6 +62,10 @@ class Recorder:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.scalar(f"{prefix}/{key}", value, step)
 
+    def record_config(self, values: dict) -> None:
+        """The run's configuration as the text summary `config`, shown as written."""
+        self.text("config", verbatim(json.dumps(values, indent=2, default=str)))
+
     def text(self, tag: str, s: str, step: int = 0) -> None:
         """`s` as a text summary (TensorBoard renders it as Markdown; indent by four spaces for verbatim text)."""
         self._write(tag, tf.constant(s), step, TEXT)
@@ -82,6 +91,14 @@ class NoRecorder(Recorder):
 
     def _write(self, tag, tensor, step, metadata) -> None:
         pass
+
+
+def run_recorder(folder: str, config, *, chief: bool) -> Recorder:
+    """A run's Recorder: `folder/tensorboard` for the chief with --tensorboard (a point every --log_every steps, 50
+    when that is 0), else a NoRecorder (non-chief workers record nothing)."""
+    if not (chief and config.tensorboard):
+        return NoRecorder()
+    return Recorder(fs.join(folder, TENSORBOARD_DIR), every=config.log_every or 50)
 
 
 def verbatim(s: str) -> str:
