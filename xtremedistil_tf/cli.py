@@ -42,7 +42,6 @@ def quiet_start(argv: list[str] | None = None) -> None:
     held = tempfile.TemporaryFile()
     os.dup2(held.fileno(), 2)
     _quiet.update(saved=saved, held=held)
-    atexit.register(end_quiet_start)
 
 
 def end_quiet_start(*, verbose: bool = False) -> None:
@@ -62,6 +61,24 @@ def end_quiet_start(*, verbose: bool = False) -> None:
     if kept:
         sys.stderr.write("".join(kept))
         sys.stderr.flush()
+
+
+atexit.register(end_quiet_start)  # whatever stderr still holds is written out at exit (a no-op otherwise)
+
+
+def start_tensorflow_quietly(*, verbose: bool = False) -> None:
+    """Imports TensorFlow and starts its devices (CUDA probing happens there) with stderr held as `quiet_start`
+    does (unless it is held already), then writes out all but the start-up notices (all with `verbose`). A
+    failing import is left to the caller's own import, which reports it with stderr back."""
+    if not verbose:
+        quiet_start([])
+    try:
+        import tensorflow as tf
+        tf.config.list_physical_devices()
+    except Exception:  # noqa: BLE001 - reported by the real import later
+        pass
+    finally:
+        end_quiet_start(verbose=verbose)
 
 
 def _gpu_present() -> bool:
@@ -102,11 +119,7 @@ def run_main(main, argv, verbose: bool) -> int:
     only if `verbose`), 130 on Ctrl-C. Other exceptions propagate so real bugs keep their traceback."""
     from xtremedistil_tf.errors import UserError
     if _quiet:
-        try:
-            import tensorflow as tf
-            tf.config.list_physical_devices()  # the devices' start (CUDA probing) happens here, still held
-        finally:
-            end_quiet_start(verbose=verbose)
+        start_tensorflow_quietly(verbose=verbose)
     try:
         main(argv)
         return 0

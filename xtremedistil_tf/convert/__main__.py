@@ -15,6 +15,7 @@ import sys
 import tempfile
 
 from xtremedistil_tf import fs
+from xtremedistil_tf.cli import start_tensorflow_quietly
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 SENTENCES = [
@@ -253,30 +254,6 @@ def run(args) -> int:
     return EXIT_OK
 
 
-def _quiet_import_tensorflow() -> None:
-    """Imports TensorFlow with the C++ start-up notices (oneDNN, CUDA probing) kept off stderr.
-
-    They are printed before absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL does not hide them. Only the
-    file descriptor is redirected, and only during the import; an ImportError still surfaces afterwards.
-    """
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        try:
-            import tensorflow  # noqa: F401
-        except Exception:  # noqa: BLE001 - reported by the real import later, with stderr back
-            pass
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def main(argv=None) -> int:
     """The entry point: `run` with every failure turned into one line on stderr and exit code 2."""
     args = parse_args(argv)
@@ -286,10 +263,10 @@ def main(argv=None) -> int:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         if not args.verbose and (fs.is_remote(args.input) or fs.is_remote(args.output)):
-            _quiet_import_tensorflow()  # the preflight's checks of a remote path go through TensorFlow
+            start_tensorflow_quietly()  # the preflight's checks of a remote path go through TensorFlow
         preflight(args)
         if not args.verbose:
-            _quiet_import_tensorflow()
+            start_tensorflow_quietly()
         try:
             from absl import logging
             logging.set_verbosity(logging.INFO if args.verbose else logging.ERROR)
