@@ -46,13 +46,18 @@ def test_cli_minilm_to_saved_model_with_verify(minilm_dir, tmp_path):
     serve = tf.saved_model.load(str(tmp_path / "tmp")).signatures["serving_default"]
     assert {"last_hidden_state", "pooler_output"} == set(serve.structured_outputs)
     assert (tmp_path / "tmp" / "tokenizer" / "vocab.txt").is_file()
+    # stderr is not a terminal: a progress line after each step (load, export, verify), and nothing else of ours
+    steps = [line for line in proc.stderr.splitlines() if line.startswith("convert ")]
+    assert [re.search(r"step (\d)/3", line).group(1) for line in steps] == ["1", "2", "3"], proc.stderr
+    assert "(load, export, verify)" in steps[0]
 
 
 def test_cli_exits_1_above_tolerance(tmp_path):
     src = _tiny_hf(tmp_path / "tiny")
     proc = run_cli("--input", str(src), "--output", str(tmp_path / "out"), "--format", "keras", "--verify",
-                   "--tolerance", "1e-12", cwd=tmp_path)
+                   "--tolerance", "1e-12", "--progress", "none", cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "step " not in proc.stderr  # --progress none
     match = DIFF.search(proc.stdout)
     assert match and match.group(3) == "FAILED" and 0 < float(match.group(1)) < 1e-4, proc.stdout
     assert "random sequences" in proc.stdout  # no tokenizer in SRC: random ids

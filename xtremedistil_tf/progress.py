@@ -65,8 +65,9 @@ class LogProgress(Progress):
     """A log line every `every` steps: `<description>: step k/N, loss x, r steps/s, ETA t` (`step k` and no ETA
     when the total is unknown, no loss for predictions)."""
 
-    def __init__(self, every: int = 50):
+    def __init__(self, every: int = 50, emit=None):
         self.every = every
+        self.emit = emit or logging.info  # emit(format, *args), as logging.info takes them
 
     def update(self, step: int, loss: float | None = None) -> None:
         super().update(step, loss)
@@ -79,7 +80,7 @@ class LogProgress(Progress):
         parts.append(f"{rate:.1f} steps/s")
         if self.total and step < self.total:
             parts.append(f"ETA {format_duration((self.total - step) / rate)}")
-        logging.info("%s: %s", self.description, ", ".join(parts))
+        self.emit("%s: %s", self.description, ", ".join(parts))
 
 
 class BarProgress(Progress):
@@ -116,10 +117,11 @@ class BarProgress(Progress):
                 bar.update(self.step, [("loss", self.loss)] if self.loss is not None else None, finalize=True)
 
 
-def make_progress(mode: str, *, log_every: int = 50, stream=None) -> Progress:
-    """A reporter for one loop: bar, log (a line every `log_every` steps; nothing with 0) or none; auto is bar when
-    `stream` (default: stderr) is a terminal, else log. Under `keras.config.disable_interactive_logging()` Progbar
-    would log every redraw, so a bar falls back to log lines there."""
+def make_progress(mode: str, *, log_every: int = 50, stream=None, emit=None) -> Progress:
+    """A reporter for one loop: bar, log (a line every `log_every` steps through `emit`, default `logging.info`;
+    nothing with 0) or none; auto is bar when `stream` (default: stderr) is a terminal, else log. Under
+    `keras.config.disable_interactive_logging()` Progbar would log every redraw, so a bar falls back to log lines
+    there."""
     mode = resolve_mode(mode, stream)
     if mode == "bar":
         import keras
@@ -127,5 +129,5 @@ def make_progress(mode: str, *, log_every: int = 50, stream=None) -> Progress:
             return BarProgress(stream)
         mode = "log"
     if mode == "log" and log_every:
-        return LogProgress(log_every)
+        return LogProgress(log_every, emit)
     return Progress()

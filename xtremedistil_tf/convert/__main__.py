@@ -44,6 +44,9 @@ def parse_args(argv=None):
                    help="allow a full unpickle of pytorch_model.bin (only for files you trust)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --output even if it is a non-empty folder that is not a previous export")
+    p.add_argument("--progress", default="auto", choices=("auto", "bar", "log", "none"),
+                   help="a bar over the steps (load, export, verify) in a terminal, a line on stderr after each step "
+                        "otherwise (auto), or nothing")
     p.add_argument("--verbose", action="store_true", help="log details and show tracebacks")
     return p.parse_args(argv)
 
@@ -226,32 +229,48 @@ def preflight(args) -> None:
             raise UserError(f"--verify needs {' and '.join(absent)} (pip install torch==2.13.0 'transformers>=5,<6')")
 
 
+def _stderr_line(fmt: str, *args) -> None:
+    print(fmt % args, file=sys.stderr, flush=True)
+
+
 def run(args) -> int:
     """Loads --input, writes --output in --format, and verifies it if asked; returns the exit code."""
     preflight(args)
     from xtremedistil_tf.convert.export import export_hf, export_saved_model, load_any, save_keras
-    loaded = load_any(args.input, allow_pickle=args.allow_pickle)
-    if loaded.tokenizer:
-        _check_tokenizer_fits(loaded)
-    model = loaded.model
-    if loaded.unused:
-        print(f"note: {len(loaded.unused)} head weights in {loaded.source} are not used "
-              f"({', '.join(sorted(loaded.unused)[:5])}{' ...' if len(loaded.unused) > 5 else ''})", file=sys.stderr)
-    if args.format == "hf":
-        export_hf(model, args.output, tokenizer=loaded.tokenizer, label_names=loaded.label_names,
-                  overwrite=args.overwrite)
-    elif args.format == "saved_model":
-        export_saved_model(model, args.output, tokenizer=loaded.tokenizer, overwrite=args.overwrite)
-    else:
-        save_keras(model, args.output, tokenizer=loaded.tokenizer, overwrite=args.overwrite,
-                   extra={"label_names": loaded.label_names} if loaded.label_names else None)
-    enc = loaded.encoder
-    print(f"wrote {args.format} to {args.output}: {type(model).__name__} ({enc.architecture}, {enc.num_layers} "
-          f"layers, hidden {enc.hidden_size}) from {loaded.format} {loaded.source}")
-    if args.verify:
-        _, ok = verify(loaded, args.format, args.output, args.tolerance)
-        return EXIT_OK if ok else EXIT_MISMATCH
-    return EXIT_OK
+    from xtremedistil_tf.progress import make_progress
+    steps = ["load", "export"] + (["verify"] if args.verify else [])
+    # A line after each finished step, not before: a failing step leaves only the error line on stderr.
+    progress = make_progress(args.progress, log_every=1, emit=_stderr_line)
+    progress.start(len(steps), f"convert {args.input} to {args.format} ({', '.join(steps)})")
+    try:
+        loaded = load_any(args.input, allow_pickle=args.allow_pickle)
+        if loaded.tokenizer:
+            _check_tokenizer_fits(loaded)
+        model = loaded.model
+        if loaded.unused:
+            print(f"note: {len(loaded.unused)} head weights in {loaded.source} are not used "
+                  f"({', '.join(sorted(loaded.unused)[:5])}{' ...' if len(loaded.unused) > 5 else ''})",
+                  file=sys.stderr)
+        progress.update(1)
+        if args.format == "hf":
+            export_hf(model, args.output, tokenizer=loaded.tokenizer, label_names=loaded.label_names,
+                      overwrite=args.overwrite)
+        elif args.format == "saved_model":
+            export_saved_model(model, args.output, tokenizer=loaded.tokenizer, overwrite=args.overwrite)
+        else:
+            save_keras(model, args.output, tokenizer=loaded.tokenizer, overwrite=args.overwrite,
+                       extra={"label_names": loaded.label_names} if loaded.label_names else None)
+        progress.update(2)
+        enc = loaded.encoder
+        print(f"wrote {args.format} to {args.output}: {type(model).__name__} ({enc.architecture}, "
+              f"{enc.num_layers} layers, hidden {enc.hidden_size}) from {loaded.format} {loaded.source}")
+        if args.verify:
+            _, ok = verify(loaded, args.format, args.output, args.tolerance)
+            progress.update(3)
+            return EXIT_OK if ok else EXIT_MISMATCH
+        return EXIT_OK
+    finally:
+        progress.finish()
 
 
 def main(argv=None) -> int:
