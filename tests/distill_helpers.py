@@ -55,6 +55,6 @@ def config(task: Path, teacher: Path, model_dir: Path, **overrides):
                   pt_teacher_checkpoint=str(teacher), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                   seq_len=24, teacher_batch_size=16, student_distil_batch_size=16, student_ft_batch_size=16,
                   ft_epochs=2, distil_epochs=2, patience=2, distil_chunk_size=1000, teacher_learning_rate=1e-3,
-                  student_learning_rate=1e-3, export_hf=False, export_saved_model=False, log_every=0)
+                  student_learning_rate=1e-3, export_hf=False, export_saved_model=False, log_every=0, cost_report=False)
     values.update(overrides)
     return DistilConfig(**values)

@@ -10,9 +10,10 @@ ALLOWED = {  # room -> the rooms it may import
     "data": {"ground", "data"},
     "metrics": {"ground", "metrics", "data"},
     "convert": {"ground", "convert", "models", "data"},
+    "deploy": {"ground", "deploy", "models", "data", "metrics"},
     "train": {"ground", "train", "models", "data", "metrics"},
-    "distill": {"ground", "distill", "train", "models", "data", "metrics", "convert"},
-    "apps": {"ground", "apps", "distill", "train", "models", "data", "metrics", "convert"},
+    "distill": {"ground", "distill", "train", "models", "data", "metrics", "convert", "deploy"},
+    "apps": {"ground", "apps", "distill", "train", "models", "data", "metrics", "convert", "deploy"},
 }
 
 

@@ -97,7 +97,7 @@ def _conll_folder(root):
 
 def _config(model, out, **kw):
     base = dict(model=str(model), output_dir=str(out), seq_len=32, batch_size=8, eval_batch_size=8, epochs=2,
-                learning_rate=1e-3, log_every=0, export_saved_model=False)
+                learning_rate=1e-3, log_every=0, export_saved_model=False, cost_report=False)
     base.update(kw)
     return GlueConfig(**base)
 

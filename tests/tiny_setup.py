@@ -109,7 +109,7 @@ def distil_flags(setup: dict[str, Path], model_dir: Path, **flags) -> dict:
               "pt_teacher_checkpoint": setup["teacher"], "hidden_size": 16, "num_attention_heads": 2,
               "num_hidden_layers": 1, "seq_len": 16, "ft_epochs": 2, "distil_epochs": 1, "distil_chunk_size": 60,
               "patience": 2, "teacher_batch_size": 32, "student_distil_batch_size": 16, "student_ft_batch_size": 16,
-              "log_every": 0, "export_saved_model": False}
+              "log_every": 0, "export_saved_model": False, "cost_report": False}
     values.update(flags)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items() if v is not None}
 

@@ -26,6 +26,7 @@ from absl import logging
 from xtremedistil_tf import fs, io
 from xtremedistil_tf.config import RuntimeConfig, option
 from xtremedistil_tf.data import registry
+from xtremedistil_tf.deploy.config import DeployOptions
 from xtremedistil_tf.distill.outputs import STUDENT_CONFIG, STUDENT_WEIGHTS
 from xtremedistil_tf.errors import ConfigError, UserError
 from xtremedistil_tf.models.encoder import INPUT_NAMES
@@ -42,10 +43,11 @@ CHECKPOINT_DIR = "checkpoint"
 
 
 @dataclasses.dataclass
-class GlueConfig(RuntimeConfig):
+class GlueConfig(RuntimeConfig, DeployOptions):
     """run_glue.py's flags."""
 
-    NEUTRAL_KEYS = RuntimeConfig.NEUTRAL_KEYS + ("export_hf", "export_saved_model", "export_keras")
+    NEUTRAL_KEYS = RuntimeConfig.NEUTRAL_KEYS + DeployOptions.NEUTRAL_KEYS + (
+        "export_hf", "export_saved_model", "export_keras")
 
     task: str = option("", f"one of {', '.join(TASKS)}")
     model: str = option("", "the model to fine-tune: a Hugging Face folder or hub id, a folder written by save_keras, "
@@ -113,7 +115,8 @@ class GlueConfig(RuntimeConfig):
                   (self.epochs >= 0, "--epochs must be >= 0 (0: evaluate only)"),
                   (self.patience > 0, "--patience must be positive"),
                   (self.max_train_examples >= 0, "--max_train_examples must be >= 0 (0: all)")]
-        return problems + [message for ok, message in checks if not ok] + self.runtime_problems()
+        return (problems + [message for ok, message in checks if not ok] + self.runtime_problems()
+                + self.deploy_problems())
 
     def to_json(self) -> dict:
         """Every flag as a JSON-ready dict (logged at start and stored in metrics.json)."""
@@ -524,6 +527,24 @@ class GlueRun:
                 failed[name] = str(e)
         return written, failed
 
+    def deploy(self, final: dict, outputs: dict) -> dict:
+        """int8 exports (--export_int8) of the fine-tuned model, re-scored on every labelled split in their
+        runtimes, and the cost report (--cost_report); calibration rows come from the training set."""
+        from xtremedistil_tf.deploy.outputs import random_rows, write_deployment
+        from xtremedistil_tf.metrics import main_metric
+        c = self.config
+        main = main_metric(self.kind, self.glue_task)
+        weights = {"hf": "hf/model.safetensors", "keras": "keras/model.weights.h5"}
+        written = [self._path(weights[k]) for k in ("hf", "keras") if k in outputs]
+        return write_deployment(
+            c, self.output_dir, model=self.model, name="model", length=c.seq_len, num_labels=self.num_labels,
+            token_level=self.kind in TOKEN_KINDS,
+            calibration=random_rows(self.arrays["train"], c.int8_calibration_examples, c.seed),
+            splits={s: {k: self.arrays[s][k] for k in INPUT_NAMES} for s in final},
+            score=lambda split, logits: self.evaluate(split, logits), metric=main,
+            scores={s: m[main] for s, m in final.items()}, weights_file=written[0] if written else None,
+            title=f"Cost report: {c.model} fine-tuned on {c.task} ({self.output_dir})")
+
     def extra_metrics(self) -> dict:
         """What a task adds to metrics.json (nothing here)."""
         return {}
@@ -576,6 +597,8 @@ class GlueRun:
         }
         if export_errors:
             metrics["export_errors"] = export_errors
+        if self.chief and (c.export_int8 or c.cost_report):
+            metrics.update(self.deploy(final, outputs))
         if self.chief:
             io.write_json(self._path(METRICS_FILE), metrics)
             fs.rmtree(self._path(CHECKPOINT_DIR))

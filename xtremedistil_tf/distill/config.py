@@ -11,15 +11,16 @@ from typing import Optional
 
 from xtremedistil_tf import fs
 from xtremedistil_tf.config import RuntimeConfig, option
+from xtremedistil_tf.deploy.config import DeployOptions
 from xtremedistil_tf.distill.policy import MODES, ModePolicy, policy_for
 from xtremedistil_tf.errors import ConfigError
 
 
 @dataclasses.dataclass
-class DistilConfig(RuntimeConfig):
+class DistilConfig(RuntimeConfig, DeployOptions):
     """run_distillation.py's flags: the original release's names and meanings first, then ours."""
 
-    NEUTRAL_KEYS = RuntimeConfig.NEUTRAL_KEYS + (
+    NEUTRAL_KEYS = RuntimeConfig.NEUTRAL_KEYS + DeployOptions.NEUTRAL_KEYS + (
         "export_saved_model", "export_hf", "keep_checkpoints", "export_encoder")
 
     # --- the original release's flags (same names and meanings)
@@ -175,7 +176,7 @@ class DistilConfig(RuntimeConfig):
     def to_json(self) -> dict:
         """The original's keys first (student_distil_batch_size as in its README), then ours."""
         values = dataclasses.asdict(self)
-        runtime = {f.name for f in dataclasses.fields(RuntimeConfig)}
+        runtime = {f.name for cls in (DeployOptions, RuntimeConfig) for f in dataclasses.fields(cls)}
         out = {k: v for k, v in values.items() if k not in runtime}
         out.update((k, v) for k, v in values.items() if k in runtime)
         out["distil_multi_hidden_states"] = self.multi_hidden
@@ -217,7 +218,7 @@ class DistilConfig(RuntimeConfig):
         if self.hidden_size % max(self.num_attention_heads, 1):
             problems.append(f"--hidden_size={self.hidden_size} is not a multiple of "
                             f"--num_attention_heads={self.num_attention_heads}")
-        problems += self.runtime_problems()
+        problems += self.runtime_problems() + self.deploy_problems()
         if self.logit_loss not in ("mse", "kl"):
             problems.append(f"--logit_loss={self.logit_loss!r}: expected mse or kl")
         if self.relation_loss not in ("", "minilm", "minilmv2"):

@@ -13,16 +13,17 @@ import types
 import numpy as np
 from absl import logging
 
-from xtremedistil_tf import fs
+from xtremedistil_tf import fs, io
 from xtremedistil_tf.convert.hf import load_hf_head
 from xtremedistil_tf.data.tasks import load_task
 from xtremedistil_tf.data.tokenize import check_vocabulary, load_tokenizer
 from xtremedistil_tf.distill import outputs
 from xtremedistil_tf.distill.config import DistilConfig
 from xtremedistil_tf.distill.data import DistillationData, split_tail
+from xtremedistil_tf.distill.deployment import deploy
 from xtremedistil_tf.distill.distiller import Distiller
 from xtremedistil_tf.distill.plan import Stage, build_plan, relation_loss, stage_losses
-from xtremedistil_tf.distill.run_folder import RunFolder
+from xtremedistil_tf.distill.run_folder import METRICS_FILE, RunFolder
 from xtremedistil_tf.distill.student import build_student
 from xtremedistil_tf.distill.teacher import (
     TEACHER_CONFIG,
@@ -265,14 +266,18 @@ class Distillation:
         arrays = self.arrays[split]
         out = self._predict(self._logits_fn(model), {k: arrays[k] for k in INPUT_NAMES},
                             ("logits",) if self.kind in TOKEN_KINDS else (), description=f"evaluating {split}")
+        return self.score(split, out["logits"])
+
+    def score(self, split: str, logits: np.ndarray) -> dict[str, float]:
+        """The metrics of `logits` (any model's, any runtime's) on a labelled split."""
         if self.kind == "qa":
             from xtremedistil_tf.metrics.scoring import score_spans
             c = self.config
-            return score_spans(self.task.splits[split], self.data.qa_features[split], out["logits"],
+            return score_spans(self.task.splits[split], self.data.qa_features[split], logits,
                                version_2=self.task.glue_task == "squad_v2", n_best_size=c.n_best_size,
                                max_answer_length=c.max_answer_length)[0]
         names = self.label_names if self.kind == "ner" else self.task.label_names
-        return score_logits(self.kind, out["logits"], arrays["labels"], label_names=names,
+        return score_logits(self.kind, logits, self.arrays[split]["labels"], label_names=names,
                             glue_task=self.task.glue_task)
 
     def _logits_fn(self, model):
@@ -531,6 +536,9 @@ class Distillation:
             if c.writes_encoder:
                 outputs.write_encoder(self.folder, self.student.encoder, tokenizer=self.tokenizer,
                                       export_saved_model=c.export_saved_model)
+            if not c.task_agnostic and (c.export_int8 or c.cost_report):
+                deploy(self, metrics)
+                io.write_json(self.folder.path(METRICS_FILE), metrics)
             self.state["finished"] = True
             self._save_state()
         outputs.log_summary(metrics)

@@ -1,0 +1,42 @@
+"""The deployment flags run_distillation.py and run_glue.py share (one definition, mixed into both configs)."""
+from __future__ import annotations
+
+import dataclasses
+
+from xtremedistil_tf.config import option
+
+
+@dataclasses.dataclass
+class DeployOptions:
+    """What is exported for deployment and how it is checked. None of it changes training (neutral keys)."""
+
+    NEUTRAL_KEYS = ("export_int8", "int8_calibration_examples", "int8_max_drop", "int8_qat_epochs", "deploy_threads",
+                    "cost_report")
+
+    export_int8: bool = option(False, "export the final model to ONNX Runtime (float, int8 dynamic, int8 static) and "
+                                      "LiteRT/TFLite (float, int8 dynamic-range, int8 full-integer) in int8/, each "
+                                      "re-scored on the labelled splits in its own runtime and timed at batch 1 and "
+                                      "32 (a runtime that is not installed is skipped)")
+    int8_calibration_examples: int = option(256, "examples that calibrate static / full-integer int8 (drawn from "
+                                                 "the transfer set, else the training set)")
+    int8_max_drop: float = option(1.0, "an int8 model losing more than this many points of the task metric on dev "
+                                       "is flagged, and quantization-aware fine-tuning is tried when "
+                                       "--int8_qat_epochs > 0")
+    int8_qat_epochs: int = option(0, "epochs of quantization-aware fine-tuning (int8 fake-quant, against the "
+                                     "teacher's logits or the labels) when an int8 model loses more than "
+                                     "--int8_max_drop; the result is exported and re-scored in int8_qat/")
+    deploy_threads: int = option(1, "intra-op threads of ONNX Runtime and LiteRT when re-scoring and timing")
+    cost_report: bool = option(True, "write report.md + report.json: parameters, disk size, measured latency and "
+                                     "throughput, task metric of each model (and of each int8 export)")
+
+    def deploy_problems(self) -> list[str]:
+        problems = []
+        if self.int8_calibration_examples < 1:
+            problems.append("--int8_calibration_examples must be >= 1")
+        if self.int8_max_drop < 0:
+            problems.append("--int8_max_drop must be >= 0")
+        if self.int8_qat_epochs < 0:
+            problems.append("--int8_qat_epochs must be >= 0")
+        if self.deploy_threads < 1:
+            problems.append("--deploy_threads must be >= 1")
+        return problems
