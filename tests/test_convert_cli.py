@@ -125,3 +125,38 @@ def test_cli_refuses_to_overwrite_an_unrelated_folder(tmp_path, capsys, quiet_en
     assert "not a previous export" in capsys.readouterr().err
     assert (out / "thesis.tex").read_text() == "do not delete"
     assert os.listdir(out) == ["thesis.tex"]
+
+
+def test_cli_export_int8_checks_every_export_against_tensorflow(minilm_dir, tmp_path, capsys):
+    """--export_int8: OUTPUT/int8 holds each runtime's float and int8 task model, each run on the calibration
+    texts; the float exports agree with TensorFlow exactly, the int8 ones report their own agreement."""
+    import json
+    import shutil
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, max_position_embeddings=64, num_labels=3)
+    src = tmp_path / "src"
+    transformers.BertForSequenceClassification(cfg).save_pretrained(src)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (minilm_dir / name).exists():
+            shutil.copy(minilm_dir / name, src / name)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a fine film\n\nthe worst plot of the year , and dull\n" + "it was fun\n" * 6)
+    assert cli.main(["--input", str(src), "--output", str(tmp_path / "out"), "--format", "hf", "--export_int8",
+                     "--calibration_file", str(texts), "--seq_len", "16", "--progress", "none"]) == 0
+    out = capsys.readouterr().out
+    manifest = json.loads((tmp_path / "out" / "int8" / "manifest.json").read_text())
+    assert manifest["length"] == 16 and manifest["num_labels"] == 3 and manifest["calibration_examples"] == 8
+    for runtime, info in manifest["runtimes"].items():
+        assert info["models"]["float"]["calibration"]["agreement"] == 1.0
+        assert info["models"]["float"]["calibration"]["max_abs_diff"] < 1e-4
+        for variant, m in info["models"].items():
+            assert 0.0 <= m["calibration"]["agreement"] <= 1.0
+            assert f"int8: {runtime} {variant}: " in out
+    for content, message in (("one\ttwo\tthree\n", ":1: expected a text or two texts separated by a tab, got 3"),
+                             ("a\tb\n\nc\n", ":3: expected a pair of texts as on the first line")):
+        bad = tmp_path / "bad.txt"
+        bad.write_text(content)
+        assert cli.main(["--input", str(src), "--output", str(tmp_path / "out2"), "--format", "hf",
+                         "--export_int8", "--calibration_file", str(bad), "--progress", "none"]) == 2
+        assert f"{bad}{message}" in capsys.readouterr().err

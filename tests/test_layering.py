@@ -9,7 +9,7 @@ ALLOWED = {  # room -> the rooms it may import
     "models": {"ground", "models"},
     "data": {"ground", "data"},
     "metrics": {"ground", "metrics", "data"},
-    "convert": {"ground", "convert", "models", "data"},
+    "convert": {"ground", "convert", "models", "data", "deploy"},  # deploy: the CLI's --export_int8
     "deploy": {"ground", "deploy", "models", "data", "metrics"},
     "train": {"ground", "train", "models", "data", "metrics"},
     "distill": {"ground", "distill", "train", "models", "data", "metrics", "convert", "deploy"},

@@ -292,3 +292,27 @@ def test_distilled_model_dir(tmp_path, tiny_bert):
     other = run_glue(_config(folder, tmp_path / "out2", task="stsb", data_dir=str(_stsb_folder(tmp_path)), epochs=0,
                              export_hf=False, export_keras=False))
     assert other["head"] == "new" and other["kind"] == "regression"
+
+
+def test_export_int8_rescores_ner_in_each_runtime_and_writes_the_cost_report(tmp_path, tiny_bert):
+    """--export_int8 with --epochs 0: the model as it is, exported and re-scored per word (conlleval) from each
+    runtime's own token logits; the float exports score what TensorFlow scored."""
+    data = _conll_folder(tmp_path)
+    out = tmp_path / "out"
+    m = run_glue(_config(tiny_bert, out, task="ner", data_dir=str(data), epochs=0, export_hf=False,
+                         export_keras=False, export_int8=True, cost_report=True, latency_seconds=0.0,
+                         int8_calibration_examples=4))
+    int8 = m["int8"]
+    assert set(int8["runtimes"]) == {"onnxruntime", "litert"} and int8["calibration_examples"] == 4
+    for runtime, info in int8["runtimes"].items():
+        assert set(info["models"]["float"]) >= {"dev", "test", "latency_ms", "bytes"}
+        for split in ("dev", "test"):  # float in any runtime: TensorFlow's predictions, word for word
+            assert info["models"]["float"][split]["f1"] == pytest.approx(m["final"][split]["f1"], abs=1e-9)
+            assert info["models"]["float"][split]["accuracy"] == pytest.approx(m["final"][split]["accuracy"])
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["int8"] == json.loads(json.dumps(int8)) and saved["report"]["file"] == "report.md"
+    report = json.loads((out / "report.json").read_text())
+    assert [r["name"] for r in report["models"]] == ["model"] + [f"model {v}" for v in
+                                                                 ("float", "int8-dynamic", "int8-full", "float",
+                                                                  "int8-dynamic", "int8-static")]
+    assert "| model int8-dynamic | onnxruntime" in (out / "report.md").read_text()

@@ -44,6 +44,14 @@ def parse_args(argv=None):
                    help="allow a full unpickle of pytorch_model.bin (only for files you trust)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --output even if it is a non-empty folder that is not a previous export")
+    p.add_argument("--export_int8", "--export-int8", action="store_true",
+                   help="also write OUTPUT/int8/: the task model in ONNX Runtime and LiteRT, float and int8, each run "
+                        "on the calibration texts and compared with the TensorFlow model (argmax agreement)")
+    p.add_argument("--calibration_file", "--calibration-file", default="",
+                   help="texts (one a line; a pair as text<TAB>text) that calibrate and check the int8 models "
+                        "(default: a few built-in sentences)")
+    p.add_argument("--seq_len", "--seq-len", type=int, default=128,
+                   help="tokens a row of the int8 exports (LiteRT files have this fixed length)")
     p.add_argument("--progress", default="auto", choices=("auto", "bar", "log", "none"),
                    help="a bar over the steps (load, export, verify) in a terminal, a line on stderr after each step "
                         "otherwise (auto), or nothing")
@@ -197,6 +205,91 @@ def verify(loaded, fmt: str, output: str, tolerance: float) -> tuple[float, bool
     return diff, ok
 
 
+# ------------------------------------------------------------------------------------------------------------- int8
+def calibration_texts(path: str) -> list:
+    """The texts of --calibration_file (a pair where a line has a tab), else the built-in sentences."""
+    from xtremedistil_tf.errors import DataError
+    if not path:
+        return list(SENTENCES)
+    texts = []
+    with fs.open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) > 2:
+                raise DataError(path, line_no, f"expected a text or two texts separated by a tab, got {len(parts)} "
+                                               "fields")
+            if texts and isinstance(texts[0], tuple) != (len(parts) == 2):
+                want = "a pair of texts" if isinstance(texts[0], tuple) else "one text"
+                raise DataError(path, line_no, f"expected {want} as on the first line (a file holds single texts "
+                                               "or pairs, not both)")
+            texts.append(tuple(parts) if len(parts) == 2 else parts[0])
+    if not texts:
+        raise DataError(path, None, "no texts")
+    return texts
+
+
+def agreement(reference, logits, mask, token_level: bool) -> dict:
+    """How an export's logits agree with TensorFlow's: the share of equal predictions (argmax; for one output,
+    within 1% of the reference's range) over rows, or real tokens, and the largest absolute difference."""
+    import numpy as np
+    diff = float(np.max(np.abs(logits - reference))) if logits.size else 0.0
+    if reference.shape[-1] == 1:
+        spread = float(np.ptp(reference)) or 1.0
+        same = np.abs(logits - reference)[..., 0] <= 0.01 * spread
+    else:
+        same = logits.argmax(-1) == reference.argmax(-1)
+    if token_level:
+        same = same[mask.astype(bool)]
+    return {"agreement": float(np.mean(same)), "max_abs_diff": diff}
+
+
+def write_int8(loaded, args) -> dict:
+    """OUTPUT/int8/: the task model in every installed runtime, float and int8, calibrated and checked on the
+    calibration texts against the TensorFlow model."""
+    import numpy as np
+
+    from xtremedistil_tf.deploy.int8 import INT8_DIR, export_int8
+    from xtremedistil_tf.deploy.runtimes import tf_runner
+    from xtremedistil_tf.errors import UserError
+    from xtremedistil_tf.models.encoder import INPUT_NAMES
+    from xtremedistil_tf.models.heads import TOKEN_KINDS
+    model = loaded.model
+    if model is loaded.encoder:
+        raise UserError(f"--export_int8: {loaded.source} has no task head (int8 exports are of task models)")
+    if not loaded.tokenizer:
+        raise UserError(f"--export_int8: {loaded.source} has no tokenizer files to encode the calibration texts")
+    length = min(args.seq_len, loaded.encoder.max_seq_len)
+    texts = calibration_texts(args.calibration_file)
+    pairs = isinstance(texts[0], tuple)
+    first = [t[0] for t in texts] if pairs else texts
+    second = [t[1] for t in texts] if pairs else None
+    tok = _load_tokenizer(loaded.tokenizer)
+    enc = tok(first, second, padding=True, truncation=True, max_length=length, return_tensors="np")
+    arrays = {n: np.asarray(enc.get(n, np.zeros_like(enc["input_ids"])), np.int32) for n in INPUT_NAMES}
+    if loaded.encoder.type_vocab_size == 0:
+        arrays["token_type_ids"] = np.zeros_like(arrays["input_ids"])
+    token_level = model.kind in TOKEN_KINDS
+    reference = tf_runner(model)(arrays)
+    folder = fs.join(args.output, INT8_DIR)
+    result = export_int8(model, folder, length=length, num_labels=model.num_labels, token_level=token_level,
+                         calibration=arrays, splits={"calibration": arrays}, metric="agreement",
+                         score=lambda _, logits: agreement(reference, logits, arrays["attention_mask"], token_level))
+    for runtime, info in sorted(result["runtimes"].items()):
+        if "skipped" in info:
+            print(f"int8: {runtime} skipped ({info['skipped']})")
+            continue
+        for variant, m in info["models"].items():
+            c = m["calibration"]
+            print(f"int8: {runtime} {variant}: {m['bytes'] / 1e6:.1f} MB, agreement with TensorFlow "
+                  f"{c['agreement']:.3f} (max |logit difference| {c['max_abs_diff']:.2e}) on {len(texts)} texts, "
+                  f"{m['latency_ms']['1']:.2f} / {m['latency_ms']['32']:.1f} ms at batch 1 / 32")
+    print(f"wrote int8 exports to {folder}")
+    return result
+
+
 # -------------------------------------------------------------------------------------------------------------- main
 def _looks_missing(path: str) -> bool:
     """A path (local-looking, or with a scheme) that does not exist (a hub id `org/name` is left to the loader)."""
@@ -220,6 +313,12 @@ def preflight(args) -> None:
         raise UserError(f"--input {args.input}: no such file or folder")
     if args.tolerance < 0:
         raise UserError(f"--tolerance must be >= 0, got {args.tolerance}")
+    if args.calibration_file and not args.export_int8:
+        raise UserError("--calibration_file is for --export_int8")
+    if args.calibration_file and not fs.exists(args.calibration_file):
+        raise UserError(f"--calibration_file {args.calibration_file}: no such file")
+    if args.seq_len < 4:
+        raise UserError(f"--seq_len must be at least 4, got {args.seq_len}")
     if _inside(fs.abspath(args.input), fs.abspath(args.output)):
         raise UserError(f"--output {args.output} would replace the input")
     if args.verify:
@@ -238,7 +337,7 @@ def run(args) -> int:
     preflight(args)
     from xtremedistil_tf.convert.export import export_hf, export_saved_model, load_any, save_keras
     from xtremedistil_tf.progress import make_progress
-    steps = ["load", "export"] + (["verify"] if args.verify else [])
+    steps = ["load", "export"] + (["int8"] if args.export_int8 else []) + (["verify"] if args.verify else [])
     # A line after each finished step, not before: a failing step leaves only the error line on stderr.
     progress = make_progress(args.progress, log_every=1, emit=_stderr_line)
     progress.start(len(steps), f"convert {args.input} to {args.format} ({', '.join(steps)})")
@@ -264,9 +363,12 @@ def run(args) -> int:
         enc = loaded.encoder
         print(f"wrote {args.format} to {args.output}: {type(model).__name__} ({enc.architecture}, "
               f"{enc.num_layers} layers, hidden {enc.hidden_size}) from {loaded.format} {loaded.source}")
+        if args.export_int8:
+            write_int8(loaded, args)
+            progress.update(3)
         if args.verify:
             _, ok = verify(loaded, args.format, args.output, args.tolerance)
-            progress.update(3)
+            progress.update(len(steps))
             return EXIT_OK if ok else EXIT_MISMATCH
         return EXIT_OK
     finally:

@@ -11,7 +11,7 @@ class DeployOptions:
     """What is exported for deployment and how it is checked. None of it changes training (neutral keys)."""
 
     NEUTRAL_KEYS = ("export_int8", "int8_calibration_examples", "int8_max_drop", "int8_qat_epochs", "deploy_threads",
-                    "cost_report")
+                    "latency_seconds", "cost_report")
 
     export_int8: bool = option(False, "export the final model to ONNX Runtime (float, int8 dynamic, int8 static) and "
                                       "LiteRT/TFLite (float, int8 dynamic-range, int8 full-integer) in int8/, each "
@@ -26,6 +26,8 @@ class DeployOptions:
                                      "teacher's logits or the labels) when an int8 model loses more than "
                                      "--int8_max_drop; the result is exported and re-scored in int8_qat/")
     deploy_threads: int = option(1, "intra-op threads of ONNX Runtime and LiteRT when re-scoring and timing")
+    latency_seconds: float = option(1.0, "the least time spent timing each model at each batch size (the median "
+                                         "of at least 20 calls at batch 1 and 5 at batch 32 is reported)")
     cost_report: bool = option(True, "write report.md + report.json: parameters, disk size, measured latency and "
                                      "throughput, task metric of each model (and of each int8 export)")
 
@@ -37,6 +39,8 @@ class DeployOptions:
             problems.append("--int8_max_drop must be >= 0")
         if self.int8_qat_epochs < 0:
             problems.append("--int8_qat_epochs must be >= 0")
+        if self.latency_seconds < 0:
+            problems.append("--latency_seconds must be >= 0")
         if self.deploy_threads < 1:
             problems.append("--deploy_threads must be >= 1")
         return problems

@@ -53,7 +53,7 @@ def write_deployment(options: DeployOptions, folder: str, *, model, name: str, l
                      len(calibration["input_ids"]))
         int8 = export_int8(model, fs.join(folder, INT8_DIR), length=length, num_labels=num_labels,
                            token_level=token_level, calibration=calibration, splits=splits, score=score,
-                           metric=metric, threads=options.deploy_threads)
+                           metric=metric, threads=options.deploy_threads, min_seconds=options.latency_seconds)
         int8 = {k: v for k, v in int8.items() if k != "files"}
         out["int8"] = int8
         lost = over_max_drop(int8, options.int8_max_drop)
@@ -63,8 +63,9 @@ def write_deployment(options: DeployOptions, folder: str, *, model, name: str, l
     if options.cost_report:
         timing = next(iter(splits.values()))
         rows = [keras_cost(r.name, r.model, arrays=timing, length=length, scores=r.scores,
-                           weights_file=r.weights_file) for r in references]
-        rows.append(keras_cost(name, model, arrays=timing, length=length, scores=scores, weights_file=weights_file))
+                           weights_file=r.weights_file, min_seconds=options.latency_seconds) for r in references]
+        rows.append(keras_cost(name, model, arrays=timing, length=length, scores=scores, weights_file=weights_file,
+                               min_seconds=options.latency_seconds))
         rows += int8_costs(int8, name=name, params=rows[-1].params)
         report = build_report(title=title or f"Cost report: {folder}", metric=metric, length=length, models=rows,
                               summary=summary, int8=int8, max_drop=options.int8_max_drop if int8 else None,

@@ -15,6 +15,7 @@ import contextlib
 import importlib.util
 import logging as py_logging
 import os
+import warnings
 from typing import Callable, Iterator
 
 import numpy as np
@@ -131,31 +132,36 @@ class OnnxRuntime(Runtime):
     def write(self, model, saved_model, folder, calibration, length):
         import tensorflow as tf
         import tf2onnx
-        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
-                                              quantize_static)
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         paths = {v: os.path.join(folder, f"student.{v}{self.suffix}") for v in self.variants}
         fn = tf.function(serve_logits(model), input_signature=input_signature(None))
-        with _quiet("tf2onnx", "onnxruntime"):
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.batches = calibration_batches(calibration)
+
+            def get_next(self):
+                return next(self.batches, None)
+
+        prepared = os.path.join(folder, ".prepared.onnx")
+        with _quiet("tf2onnx", "onnxruntime", ""):  # quantize logs through the root logger
             tf2onnx.convert.from_function(fn, input_signature=input_signature(None), opset=17,
                                           output_path=paths["float"])
-            quantize_dynamic(paths["float"], paths["int8-dynamic"], weight_type=QuantType.QInt8)
-
-            class Reader(CalibrationDataReader):
-                def __init__(self):
-                    self.batches = calibration_batches(calibration)
-
-                def get_next(self):
-                    return next(self.batches, None)
-
             # tf2onnx's graph defeats ORT's symbolic shape inference; ONNX's own shape inference is enough here.
-            prepared = os.path.join(folder, ".prepared.onnx")
             quant_pre_process(paths["float"], prepared, skip_symbolic_shape=True)
+            quantize_dynamic(prepared, paths["int8-dynamic"], weight_type=QuantType.QInt8)
             quantize_static(prepared, paths["int8-static"], Reader(), quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=["MatMul", "Gather"], per_channel=True,
                             weight_type=QuantType.QInt8, activation_type=QuantType.QInt8)
-            os.remove(prepared)
+        os.remove(prepared)
         return paths
 
     def load(self, path, *, threads, num_labels, token_level):
@@ -205,7 +211,9 @@ class LiteRtRuntime(Runtime):
                 converter.representative_dataset = lambda: calibration_batches(calibration)
                 converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
                                                        tf.lite.OpsSet.TFLITE_BUILTINS]
-            with _quiet("tensorflow", "absl"):
+            with _quiet("tensorflow", "absl"), warnings.catch_warnings():
+                # calibration runs tf.lite.Interpreter, which warns that it is deprecated
+                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
                 data = converter.convert()
             paths[variant] = os.path.join(folder, f"student.{variant}{self.suffix}")
             with open(paths[variant], "wb") as f:
@@ -217,8 +225,6 @@ class LiteRtRuntime(Runtime):
         if importlib.util.find_spec("ai_edge_litert") is not None:
             from ai_edge_litert.interpreter import Interpreter
         else:  # tf.lite.Interpreter: deprecated in favour of ai-edge-litert, same behaviour
-            import warnings
-
             import tensorflow as tf
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
             Interpreter = tf.lite.Interpreter

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from xtremedistil_tf.models.layers import Embeddings, TransformerBlock, _init, padding_bias
+from xtremedistil_tf.models.layers import PADDING_BIAS, Embeddings, TransformerBlock, _init, padding_bias
 
 ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "electra", "distilbert")
 # The model inputs, each int32 [batch, seq]; the one definition every module uses.
@@ -61,6 +61,9 @@ class Encoder(keras.Model):
                              dtype=self.dtype_policy)
             for i in range(num_layers)
         ]
+        # The additive bias of padded keys. Not a constructor argument: int8 exports lower it for the traces they
+        # make (a -1e9 in the score tensor leaves int8 no resolution for the real scores), see deploy/int8.py.
+        self.padding_bias_value = PADDING_BIAS
         self.pooler = None
         if use_pooler:
             self.pooler = keras.layers.Dense(hidden_size, activation="tanh",
@@ -87,7 +90,7 @@ class Encoder(keras.Model):
         token_type_ids = inputs.get("token_type_ids") if self.type_vocab_size > 0 else None
         if token_type_ids is not None:
             token_type_ids = tf.cast(token_type_ids, "int32")
-        mask_bias = padding_bias(mask)
+        mask_bias = padding_bias(mask, self.padding_bias_value)
 
         x = self.embeddings(input_ids, token_type_ids, training=training)
         hidden_states, attentions, qkv = [x], [], []

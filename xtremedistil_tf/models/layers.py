@@ -47,9 +47,13 @@ def _init(stddev: float):
     return keras.initializers.TruncatedNormal(stddev=stddev)
 
 
-def padding_bias(mask):
-    """The additive attention bias of a [B, T] mask: [B, 1, 1, T] float32, 0 for real tokens, -1e9 for padding."""
-    return (1.0 - tf.cast(mask, "float32"))[:, tf.newaxis, tf.newaxis, :] * -1e9
+PADDING_BIAS = -1e9
+
+
+def padding_bias(mask, value: float = PADDING_BIAS):
+    """The additive attention bias of a [B, T] mask: [B, 1, 1, T] float32, 0 for real tokens, `value` for
+    padding."""
+    return (1.0 - tf.cast(mask, "float32"))[:, tf.newaxis, tf.newaxis, :] * value
 
 
 def dense_2d(dense: keras.layers.Dense, x, activation=None):
