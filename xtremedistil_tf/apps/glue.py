@@ -599,6 +599,7 @@ class GlueRun:
             metrics["export_errors"] = export_errors
         if self.chief and (c.export_int8 or c.cost_report):
             metrics.update(self.deploy(final, outputs))
+            metrics["wall_seconds"] = round(time.time() - self.t_start, 1)
         if self.chief:
             io.write_json(self._path(METRICS_FILE), metrics)
             fs.rmtree(self._path(CHECKPOINT_DIR))

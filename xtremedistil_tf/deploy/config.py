@@ -10,8 +10,8 @@ from xtremedistil_tf.config import option
 class DeployOptions:
     """What is exported for deployment and how it is checked. None of it changes training (neutral keys)."""
 
-    NEUTRAL_KEYS = ("export_int8", "int8_calibration_examples", "int8_max_drop", "int8_qat_epochs", "deploy_threads",
-                    "latency_seconds", "cost_report")
+    NEUTRAL_KEYS = ("export_int8", "int8_calibration_examples", "int8_max_drop", "deploy_threads", "latency_seconds",
+                    "cost_report")
 
     export_int8: bool = option(False, "export the final model to ONNX Runtime (float, int8 dynamic, int8 static) and "
                                       "LiteRT/TFLite (float, int8 dynamic-range, int8 full-integer) in int8/, each "
@@ -19,13 +19,10 @@ class DeployOptions:
                                       "32 (a runtime that is not installed is skipped)")
     int8_calibration_examples: int = option(256, "examples that calibrate static / full-integer int8 (drawn from "
                                                  "the transfer set, else the training set)")
-    int8_max_drop: float = option(1.0, "an int8 model losing more than this many points of the task metric on dev "
-                                       "is flagged, and quantization-aware fine-tuning is tried when "
-                                       "--int8_qat_epochs > 0")
-    int8_qat_epochs: int = option(0, "epochs of quantization-aware fine-tuning (int8 fake-quant, against the "
-                                     "teacher's logits or the labels) when an int8 model loses more than "
-                                     "--int8_max_drop; the result is exported and re-scored in int8_qat/")
-    deploy_threads: int = option(1, "intra-op threads of ONNX Runtime and LiteRT when re-scoring and timing")
+    int8_max_drop: float = option(1.0, "an int8 export losing more than this many points of the task metric on dev "
+                                       "against its runtime's float model is named in a warning and the report")
+    deploy_threads: int = option(0, "intra-op threads of ONNX Runtime and LiteRT when re-scoring and timing (0: "
+                                    "one per CPU core, as TensorFlow uses for the float models of the report)")
     latency_seconds: float = option(1.0, "the least time spent timing each model at each batch size (the median "
                                          "of at least 20 calls at batch 1 and 5 at batch 32 is reported)")
     cost_report: bool = option(True, "write report.md + report.json: parameters, disk size, measured latency and "
@@ -37,10 +34,8 @@ class DeployOptions:
             problems.append("--int8_calibration_examples must be >= 1")
         if self.int8_max_drop < 0:
             problems.append("--int8_max_drop must be >= 0")
-        if self.int8_qat_epochs < 0:
-            problems.append("--int8_qat_epochs must be >= 0")
         if self.latency_seconds < 0:
             problems.append("--latency_seconds must be >= 0")
-        if self.deploy_threads < 1:
-            problems.append("--deploy_threads must be >= 1")
+        if self.deploy_threads < 0:
+            problems.append("--deploy_threads must be >= 0 (0: one per CPU core)")
         return problems

@@ -103,7 +103,7 @@ def load_exported(folder: str, name: str, *, threads: int = 1) -> tuple[Runner, 
         raise UserError(f"{fs.join(folder, name)}: not listed in {manifest_path}")
     runtime = RUNTIMES[entry["runtime"]]
     with fs.local_copy(fs.join(folder, name)) as local:
-        size, digest = os.path.getsize(local), sha256(local)
+        size, digest = fs.size(local), sha256(local)
         if (size, digest) != (entry["bytes"], entry["sha256"]):
             raise UserError(f"{fs.join(folder, name)}: changed since it was written ({size} bytes, sha256 "
                             f"{digest[:12]}...; {MANIFEST} lists {entry['bytes']} bytes, {entry['sha256'][:12]}...)")
@@ -129,11 +129,12 @@ def export_int8(model, folder: str, *, length: int, num_labels: int, token_level
       calibration: int inputs by name, the sample that calibrates static / full-integer quantization.
       splits: {split: inputs by name} to re-score; `score(split, logits)` turns a runtime's logits into metrics.
       metric: the main metric of `score`'s results, for the float-vs-int8 differences.
-      threads: the runtimes' intra-op threads for scoring and timing.
+      threads: the runtimes' intra-op threads for scoring and timing (0: one per CPU core).
       min_seconds: the least time spent timing each model at each batch size.
       padding_bias: the bias of padded keys in the exports (None: fitted by `export_padding_bias`).
     """
     calibration = pad_to(calibration, length)
+    threads = threads or os.cpu_count() or 1
     result = {"length": length, "num_labels": num_labels, "token_level": token_level, "threads": threads,
               "metric": metric, "calibration_examples": int(len(calibration["input_ids"])),
               "latency_split": next(iter(splits)), "runtimes": {}, "files": {}}
@@ -154,7 +155,7 @@ def export_int8(model, folder: str, *, length: int, num_labels: int, token_level
             info = {"version": runtime.version(), "convert_seconds": round(time.time() - t0, 1), "models": {}}
             for variant, path in paths.items():
                 file = os.path.basename(path)
-                result["files"][file] = {"runtime": name, "variant": variant, "bytes": os.path.getsize(path),
+                result["files"][file] = {"runtime": name, "variant": variant, "bytes": fs.size(path),
                                          "sha256": sha256(path)}
                 run = runtime.load(path, threads=threads, num_labels=num_labels, token_level=token_level)
                 scores = {split: score(split, predict(run, arrays, length, token_level=token_level))

@@ -8,6 +8,7 @@ exports in their runtimes (`int8.export_int8`, `--deploy_threads`), each at the 
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from xtremedistil_tf import fs, io
 from xtremedistil_tf.deploy.int8 import LATENCY_BATCHES, measure
@@ -36,8 +37,9 @@ def keras_cost(name: str, model, *, arrays: dict, length: int, scores: dict, wei
     timing = measure(tf_runner(model), arrays, length, min_seconds=min_seconds)
     size = fs.size(weights_file) if weights_file and fs.exists(weights_file) else None
     params = int(sum(int(tf.size(v)) for v in model.weights))
-    return ModelCost(name, f"tensorflow {tf.__version__} (float32)", params, size, timing["latency_ms"],
-                     timing["throughput"], scores)
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+    return ModelCost(name, f"tensorflow {tf.__version__} (float32, {threads} threads)", params, size,
+                     timing["latency_ms"], timing["throughput"], scores)
 
 
 def int8_costs(int8: dict | None, *, name: str, params: int | None) -> list[ModelCost]:
