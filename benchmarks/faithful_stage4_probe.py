@@ -76,7 +76,8 @@ def main() -> int:
     distiller.configure(optimizer=optimizer, variables=variables, global_batch_size=batching.global_batch_size,
                         jit_compile=cfg.jit_compile)
     step = loop.Step(d.strategy, distiller)
-    train, val = split_tail(d.teacher_outputs(0))
+    data = d.teacher_outputs(0)
+    train, val = split_tail(data, d.policy.validation_cut(len(data["input_ids"])))
     mean_val = float(((val["t_logits"] - train["t_logits"].mean(0)) ** 2).mean())
     epochs = []
     for epoch in range(args.epochs):

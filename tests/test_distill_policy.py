@@ -31,11 +31,20 @@ TABLE = {
     "teacher_learning_rate('ner')":      (1e-4,           3e-5),
     "teacher_warmup('ner')":             (0.1,            None),
     "teacher_warmup('classification')":  (None,           None),
+    "mean_over_real_batch":              (False,          True),
     "unfreeze_groups(num_layers=2, has_projection=True, unfreeze_order='dense,student')":
         (["transformer_layer_1", "transformer_layer_0", "embeddings"], ["dense", "student"]),
     "unfreeze_groups(num_layers=2, has_projection=False, unfreeze_order='student,dense')":
         (["transformer_layer_1", "transformer_layer_0", "embeddings"], ["student"]),
 }
+
+
+@pytest.mark.parametrize("n, default, faithful", [(10, 9, 9), (15, 14, 13), (19, 18, 17), (7, 6, 6),
+                                                  (8000, 7200, 7200), (8005, 7205, 7204), (1, 1, 1)])
+def test_validation_cut(n, default, faithful):
+    """A transfer chunk's rows trained on (the rest validates): the default keeps the tail at floor(n / 10), at
+    least one row; faithful keeps Keras 2.3's validation_split: floor(0.9 n) rows trained on."""
+    assert (DefaultPolicy().validation_cut(n), FaithfulPolicy().validation_cut(n)) == (default, faithful)
 
 
 @pytest.mark.parametrize("expr", sorted(TABLE))

@@ -64,3 +64,21 @@ def test_batching_steps_count_the_batches_of_a_distributed_epoch(rows, drop_part
     strategy = tf.distribute.get_strategy()
     ds = loop.distribute(strategy, batching.dataset(arrays, seed=0))
     assert batching.steps(rows) == sum(1 for _ in ds)
+
+
+class _GivenLosses(LossModel):
+    """A LossModel whose per-example losses are given in the batch (`batch["loss"]`)."""
+
+    def per_example_loss(self, batch, training):
+        return batch["loss"]
+
+
+@pytest.mark.parametrize("mean_over_real_size, expected", [(False, 6.0 / 4), (True, 6.0 / 3)])
+def test_a_partial_batch_is_averaged_over_the_global_size_or_its_own(mean_over_real_size, expected):
+    """3 examples of a global batch of 4: the default divides by 4 (the step weighs 3/4 of a whole one); the
+    faithful mode divides by 3, as Keras 2.3's fit did."""
+    model = _GivenLosses(keras.Sequential([keras.layers.Dense(1)]))
+    model.configure(optimizer=keras.optimizers.SGD(), variables=[], global_batch_size=4,
+                    mean_over_real_size=mean_over_real_size)
+    loss = model.compute_loss({"loss": tf.constant([1.0, 2.0, 3.0])})
+    assert float(loss) == pytest.approx(expected)

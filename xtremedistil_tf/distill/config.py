@@ -13,6 +13,7 @@ from xtremedistil_tf import fs
 from xtremedistil_tf.config import RuntimeConfig, option
 from xtremedistil_tf.deploy.config import DeployOptions
 from xtremedistil_tf.distill.policy import MODES, ModePolicy, policy_for
+from xtremedistil_tf.distill.pyhash import original_unfreeze_order
 from xtremedistil_tf.errors import ConfigError
 
 
@@ -69,8 +70,10 @@ class DistilConfig(RuntimeConfig, DeployOptions):
                                                'scratch, 5e-5 from a checkpoint or teacher layers')
     logit_loss: str = option("mse", 'mse (the original) or kl (with --temperature)')
     temperature: float = option(1.0, 'softmax temperature for --logit_loss=kl')
-    unfreeze_order: str = option("dense,student", 'faithful mode: order in which the groups dense and student are '
-                                                  'unfrozen')
+    unfreeze_order: str = option("", "faithful mode: order in which the groups dense and student are unfrozen "
+                                     "(dense,student or student,dense); empty: the original's order for --seed (its "
+                                     "PYTHONHASHSEED), as its Python 3.6/3.7 set order gave it: dense,student for "
+                                     "seeds 1-4 and 42, student,dense for 0 and 5")
     teacher_is_finetuned: bool = option(False, "the teacher checkpoint already has this task's head: skip teacher "
                                                'fine-tuning')
     group_by_length: bool = option(True, 'default mode: train on batches of examples of similar length (a seeded '
@@ -169,6 +172,11 @@ class DistilConfig(RuntimeConfig, DeployOptions):
         return self.export_encoder or self.task_agnostic
 
     @property
+    def resolved_unfreeze_order(self) -> str:
+        """--unfreeze_order, or the original's order for --seed when it is empty."""
+        return self.unfreeze_order or original_unfreeze_order(self.seed)
+
+    @property
     def compress(self) -> bool:
         """The original forces compression on when the word embeddings are frozen."""
         return self.compress_word_embedding or self.freeze_word_embedding
@@ -181,6 +189,7 @@ class DistilConfig(RuntimeConfig, DeployOptions):
         out.update((k, v) for k, v in values.items() if k in runtime)
         out["distil_multi_hidden_states"] = self.multi_hidden
         out["compress_word_embedding"] = self.compress
+        out["unfreeze_order"] = self.resolved_unfreeze_order
         return out
 
     def fingerprint(self) -> dict:
@@ -241,7 +250,7 @@ class DistilConfig(RuntimeConfig, DeployOptions):
                                 f"{len(layers)} layers for a student of --num_hidden_layers={self.num_hidden_layers}")
         if self.temperature <= 0:
             problems.append(f"--temperature={self.temperature}: must be positive")
-        if sorted(self.unfreeze_order.split(",")) != ["dense", "student"]:
+        if self.unfreeze_order and sorted(self.unfreeze_order.split(",")) != ["dense", "student"]:
             problems.append(f"--unfreeze_order={self.unfreeze_order!r}: expected 'dense,student' or 'student,dense'")
         kinds = [f"--{name}" for name in ("do_NER", "do_pairwise", "do_QA") if getattr(self, name)]
         if len(kinds) > 1:

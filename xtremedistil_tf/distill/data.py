@@ -13,10 +13,9 @@ from xtremedistil_tf.distill.config import DistilConfig
 from xtremedistil_tf.models.encoder import INPUT_NAMES
 
 
-def split_tail(arrays: dict[str, np.ndarray], fraction: float = 0.1):
-    """Keras' validation_split: the last `fraction` of the rows, before any shuffling."""
-    n = len(arrays["input_ids"])
-    cut = n - max(1, int(n * fraction)) if n > 1 else n
+def split_tail(arrays: dict[str, np.ndarray], cut: int):
+    """(the first `cut` rows, the rest): a chunk and its validation tail (the mode's `validation_cut`), as Keras'
+    validation_split, before any shuffling."""
     return {k: v[:cut] for k, v in arrays.items()}, {k: v[cut:] for k, v in arrays.items()}
 
 

@@ -5,6 +5,8 @@ See the README's side-by-side table and `docs/original_release.md` for where eac
 """
 from __future__ import annotations
 
+import math
+
 from xtremedistil_tf.errors import ConfigError
 from xtremedistil_tf.train.phase import StoppingRule
 
@@ -18,6 +20,7 @@ class ModePolicy:
     pad_to_longest: bool = False  # sentence tasks padded to the file's longest example instead of seq_len
     group_batches: bool = True  # batches of similar length allowed (--group_by_length)
     drop_partial_batch: bool = True  # drop an epoch's last partial batch when there is a whole one
+    mean_over_real_batch: bool = False  # average a step's loss over its examples, not the global batch size
     mask_padding: bool = True  # token-level losses count real first sub-tokens only (NER)
     ner_x_labels: bool = False  # NER sub-words labelled X, and [PAD]/[CLS]/[SEP] labelled, as the original
     teacher_first_token_head: bool = False  # the teacher's head reads the first token, no pooler
@@ -55,6 +58,10 @@ class ModePolicy:
         """The layer groups logit and label stages unfreeze one at a time, after the head."""
         return [f"transformer_layer_{i}" for i in reversed(range(num_layers))] + ["embeddings"]
 
+    def validation_cut(self, n: int) -> int:
+        """The rows of a transfer chunk of `n` rows trained on; the rest (a tenth, at least one row) validates."""
+        return n - max(1, int(n * 0.1)) if n > 1 else n
+
     def selection_better(self, value: float, best: float | None) -> bool:
         """Whether a stage's selection score replaces the best so far."""
         return best is None or (value >= best if self.selection_ties_to_later else value > best)
@@ -79,6 +86,7 @@ class FaithfulPolicy(ModePolicy):
     pad_to_longest = True
     group_batches = False
     drop_partial_batch = False
+    mean_over_real_batch = True
     mask_padding = False
     ner_x_labels = True
     teacher_first_token_head = True
@@ -104,6 +112,13 @@ class FaithfulPolicy(ModePolicy):
     def teacher_warmup(self, kind: str) -> float | None:
         """None: the original's constant rate."""
         return None
+
+    def validation_cut(self, n: int) -> int:
+        """Keras 2.3's `validation_split=0.1`: floor(0.9 n) rows trained on, n - floor(0.9 n) validate
+        (`data_adapter.train_validation_split`); Keras refused a split that left either side empty, which only
+        chunks of one row meet, and those keep the default's split here."""
+        cut = int(math.floor(n * (1.0 - 0.1)))
+        return cut if 0 < cut < n else super().validation_cut(n)
 
     def unfreeze_groups(self, *, num_layers: int, has_projection: bool, unfreeze_order: str) -> list[str]:
         """The original's shared-layer groups in --unfreeze_order (`dense` only when there is a projection)."""

@@ -168,7 +168,8 @@ class Distillation:
     def batching(self, per_replica: int) -> Batching:
         """How this run draws training batches of `per_replica` examples a replica."""
         return Batching(self.gbs(per_replica), token_keys=self.data.token_keys, trim=self.trim,
-                        group_by_length=self.config.grouped_batches, drop_partial=self.policy.drop_partial_batch)
+                        group_by_length=self.config.grouped_batches, drop_partial=self.policy.drop_partial_batch,
+                        mean_over_real_size=self.policy.mean_over_real_batch)
 
     # ------------------------------------------------------------------------------------------------ teacher
     def prepare_teacher(self):
@@ -314,7 +315,8 @@ class Distillation:
                              model="this student checkpoint (fed by the teacher's tokenizer)")
         has_projection = bool(self.student.projections)
         groups = self.policy.unfreeze_groups(num_layers=self.student.encoder.num_layers,
-                                             has_projection=has_projection, unfreeze_order=c.unfreeze_order)
+                                             has_projection=has_projection,
+                                             unfreeze_order=c.resolved_unfreeze_order)
         relation = relation_loss(c.relation_loss, relation_heads=c.relation_heads or self.student.encoder.num_heads,
                                  teacher_layer=c.relation_teacher_layer)
         self.plan = build_plan(groups, has_projection=has_projection, representation_only=c.task_agnostic,
@@ -393,7 +395,7 @@ class Distillation:
             data = self.stage_chunk(stage, index)
             if use_dev:
                 return {"train": data, "val": None}
-            train, val = split_tail(data)
+            train, val = split_tail(data, self.policy.validation_cut(len(data["input_ids"])))
             return {"train": train, "val": val if fixed_val is None else fixed_val}
 
         def score(chunk_data):
@@ -410,7 +412,8 @@ class Distillation:
 
     def _mixed_validation(self) -> dict[str, np.ndarray]:
         """The held-out tails of the first transfer chunk and the first augmentation chunk, as one set."""
-        parts = [split_tail(self.data.representation_chunk(i))[1] for i in (0, self.num_chunks)]
+        chunks = [self.data.representation_chunk(i) for i in (0, self.num_chunks)]
+        parts = [split_tail(c, self.policy.validation_cut(len(c["input_ids"])))[1] for c in chunks]
         width = max(p["input_ids"].shape[1] for p in parts)
         return {k: np.concatenate([np.pad(p[k], [(0, 0), (0, width - p[k].shape[1])]) for p in parts])
                 for k in INPUT_NAMES}

@@ -56,6 +56,7 @@ class LossModel(keras.Model):
         self.token_mask = token_mask
         self.phase_variables: list = []
         self.global_batch_size = 1
+        self.mean_over_real_size = False
         self._grads_and_loss = self._gradients
 
     @property
@@ -81,17 +82,23 @@ class LossModel(keras.Model):
         return total
 
     def configure(self, *, optimizer: keras.optimizers.Optimizer, variables: list, global_batch_size: int,
-                  jit_compile: bool = False) -> None:
-        """Sets what `train_step` updates, with which optimizer, and the global batch the loss is averaged over."""
+                  jit_compile: bool = False, mean_over_real_size: bool = False) -> None:
+        """Sets what `train_step` updates, with which optimizer, and the global batch the loss is averaged over
+        (`mean_over_real_size`: the examples each step holds, see Batching)."""
         self.optimizer = optimizer
         self.phase_variables = list(variables)
         self.global_batch_size = global_batch_size
+        self.mean_over_real_size = mean_over_real_size
         self._grads_and_loss = tf.function(self._gradients, jit_compile=True) if jit_compile else self._gradients
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The per-example loss of batch `x` summed and divided by the global batch size, so summing over replicas
-        gives the global mean (Keras' signature; `y`, `y_pred`, `sample_weight` are unused)."""
-        return tf.nn.compute_average_loss(self.per_example_loss(x, training), global_batch_size=self.global_batch_size)
+        gives the global mean; with `mean_over_real_size`, divided by this replica's examples times the replicas,
+        as Keras 2.3's losses did under a strategy (Keras' signature; `y`, `y_pred`, `sample_weight` unused)."""
+        per_example = self.per_example_loss(x, training)
+        if self.mean_over_real_size:
+            return tf.nn.compute_average_loss(per_example)
+        return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
 
     def _gradients(self, batch):
         with tf.GradientTape() as tape:
@@ -122,12 +129,15 @@ class Batching:
       trim: cut each batch to its longest example (off for fixed shapes).
       group_by_length: batches of examples of similar length (with `trim`).
       drop_partial: drop the last partial batch when there is at least one whole batch.
+      mean_over_real_size: average each step's loss over the examples it holds, as Keras 2.3's fit did, instead of
+        over the global batch size (a partial last batch then weighs as much as a whole one).
     """
     global_batch_size: int
     token_keys: tuple[str, ...] = INPUT_NAMES
     trim: bool = False
     group_by_length: bool = False
     drop_partial: bool = True
+    mean_over_real_size: bool = False
 
     def drops_partial(self, n: int) -> bool:
         """Whether an epoch of `n` rows drops its last partial batch."""
@@ -185,7 +195,7 @@ class Trainer:
         a checkpoint after every epoch; leaves the model holding the phase's final weights."""
         loop.build_optimizer(optimizer, variables, self.strategy)
         model.configure(optimizer=optimizer, variables=variables, global_batch_size=batching.global_batch_size,
-                        jit_compile=self.jit_compile)
+                        jit_compile=self.jit_compile, mean_over_real_size=batching.mean_over_real_size)
         step = loop.Step(self.strategy, model)
         weights = model.model
         curves = StepScalars(self.recorder, name, global_batch_size=batching.global_batch_size,
