@@ -94,3 +94,32 @@ def test_pca_matches_sklearn_up_to_component_sign():
     ref = sklearn.PCA(n_components=4, svd_solver="full").fit_transform(m)
     signs = np.sign((ours * ref).sum(axis=0))
     np.testing.assert_allclose(ours, ref * signs, atol=1e-4)
+
+
+def test_compression_of_a_scratch_student_is_lost_in_faithful_mode_and_applied_in_default():
+    """The original's from-scratch student replaced the PCA matrix when built: in faithful mode the flag leaves the
+    student as the seed makes it (and its embeddings trainable under --freeze_word_embedding); the default mode
+    starts from the teacher's PCA and keeps them frozen when asked."""
+    import keras
+
+    from xtremedistil_tf.distill.config import DistilConfig
+    from xtremedistil_tf.distill.student import build_student
+    teacher = np.random.default_rng(0).normal(size=(50, 32)).astype(np.float32)
+
+    def words(mode, **flags):
+        keras.utils.set_random_seed(7)
+        cfg = DistilConfig(task="t", model_dir="m", mode=mode, hidden_size=16, num_hidden_layers=1,
+                           num_attention_heads=2, **flags)
+        s = build_student(cfg, vocab_size=50, num_labels=2, teacher_hidden_size=32, teacher_word_embeddings=teacher)
+        frozen = s.encoder.embeddings.word_embeddings.embeddings
+        trainable = {id(v) for v in s.group_variables("embeddings",
+                                                      frozen_word_embeddings=cfg.word_embeddings_frozen)}
+        return frozen.numpy(), id(frozen) in trainable
+
+    plain, plain_trains = words("faithful")
+    for flags in ({"compress_word_embedding": True}, {"freeze_word_embedding": True}):
+        matrix, trains = words("faithful", **flags)
+        assert np.array_equal(matrix, plain) and trains and plain_trains, flags
+    matrix, trains = words("default", freeze_word_embedding=True)
+    np.testing.assert_allclose(matrix, pca_compress(teacher, 16), atol=1e-6)
+    assert not trains

@@ -244,3 +244,34 @@ def test_companion_tools_predict_evaluate_finetune(setup, finished_run):
     assert [row.split("\t")[0] for row in out] == [line.split("\t")[0] for line in lines]
     model.fine_tune(epochs=1, patience=1, batch_size=16, learning_rate=1e-4)
     assert (model_dir / "xtremedistil-ft.weights.h5").exists()
+
+
+@pytest.mark.slow  # four tiny runs, 80 s; test_distill_plan checks the same at the student's build
+def test_faithful_compression_of_a_scratch_student_has_no_effect_as_in_the_original(tmp_path, minilm_dir, caplog):
+    """The original set the PCA matrix on its unbuilt from-scratch student and the build replaced it: in faithful
+    mode --compress_word_embedding / --freeze_word_embedding leave such a run bit-identical (with a warning); the
+    default mode applies them."""
+    from distill_helpers import make_teacher
+    teacher = make_teacher(tmp_path / "teacher", minilm_dir, hidden=32)  # wider than the student: a real PCA
+    task = make_task(tmp_path / "task", n_train=48, n_dev=16, n_test=16, n_transfer=64)
+    common = dict(deterministic=True, teacher_model_dir=str(tmp_path / "teacher-ft"), distil_epochs=1, ft_epochs=1)
+    # the teacher is fine-tuned once, first: a run that fine-tunes it draws other random numbers than one that loads it
+    run_distillation(config(task, teacher, tmp_path / "teacher-run", mode="faithful", **common))
+    runs = {}
+    for name, flags in (("plain", {}), ("compress", {"compress_word_embedding": True}),
+                        ("freeze", {"freeze_word_embedding": True})):
+        caplog.clear()
+        run_distillation(config(task, teacher, tmp_path / name, mode="faithful", **common, **flags))
+        runs[name] = _weights(tmp_path / name)
+        warned = any("has no effect on a from-scratch student in faithful mode" in r.getMessage()
+                     for r in caplog.records)
+        assert warned == bool(flags), name
+    for name in ("compress", "freeze"):
+        assert runs[name].keys() == runs["plain"].keys()
+        assert all(np.array_equal(runs[name][k], runs["plain"][k]) for k in runs["plain"]), name
+    # where compression holds: the default mode, and a faithful student from a checkpoint (as the original)
+    flags = dict(compress_word_embedding=True, freeze_word_embedding=True)
+    assert config(task, teacher, tmp_path / "d", mode="default", **flags).word_embeddings_frozen
+    assert config(task, teacher, tmp_path / "f", mode="faithful", pt_student_checkpoint=str(teacher),
+                  **flags).word_embeddings_frozen
+    assert not config(task, teacher, tmp_path / "s", mode="faithful", **flags).word_embeddings_compressed

@@ -181,6 +181,22 @@ class DistilConfig(RuntimeConfig, DeployOptions):
         """The original forces compression on when the word embeddings are frozen."""
         return self.compress_word_embedding or self.freeze_word_embedding
 
+    @property
+    def from_scratch(self) -> bool:
+        """The student starts from random weights (no checkpoint, no teacher layers)."""
+        return not self.pt_student_checkpoint and not self.init_layers
+
+    @property
+    def word_embeddings_compressed(self) -> bool:
+        """Whether the student's word embeddings start from the teacher's PCA: asked for, and not lost as the
+        original lost them for a from-scratch student (the mode's `compresses_scratch_student`)."""
+        return self.compress and (not self.from_scratch or self.policy.compresses_scratch_student)
+
+    @property
+    def word_embeddings_frozen(self) -> bool:
+        """Whether the (compressed) word embeddings stay fixed: --freeze_word_embedding where compression holds."""
+        return self.freeze_word_embedding and self.word_embeddings_compressed
+
     def to_json(self) -> dict:
         """The original's keys first (student_distil_batch_size as in its README), then ours."""
         values = dataclasses.asdict(self)

@@ -113,7 +113,7 @@ class DistilledModel:
         dev = self.featurizer.encode(task.splits["dev"], name="dev")
         student = self.student
         variables = [v for v in student.trainable_variables
-                     if not (c.freeze_word_embedding and v is student.encoder.embeddings.word_embeddings.embeddings)]
+                     if not (c.word_embeddings_frozen and v is student.encoder.embeddings.word_embeddings.embeddings)]
         ner = self.kind == "ner"
         model = LossModel(student, [LabelLoss(self.kind)], token_mask=ner)
         metric = main_metric(self.kind, task.glue_task)

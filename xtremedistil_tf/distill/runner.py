@@ -343,7 +343,7 @@ class Distillation:
     def stage_variables(self, stage: Stage) -> list:
         """The student variables the stage trains: its groups' variables, each once (frozen word embeddings left
         out with --freeze_word_embedding)."""
-        frozen = self.config.freeze_word_embedding
+        frozen = self.config.word_embeddings_frozen
         out = []
         for group in stage.trainable:
             for v in self.student.group_variables(group, frozen_word_embeddings=frozen):

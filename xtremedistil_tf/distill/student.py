@@ -211,7 +211,11 @@ def build_student(config, *, vocab_size: int, num_labels: int, teacher_hidden_si
                       projected_head=config.policy.student_projected_head, dropout=config.student_dropout,
                       token_representations=config.token_representations, name="student_model", dtype=dtype)
     student.build()
-    if config.compress and teacher_word_embeddings is not None:
+    if config.compress and not config.word_embeddings_compressed:
+        logging.warning("--compress_word_embedding%s has no effect on a from-scratch student in %s mode, as in the "
+                        "original release (its build replaced the PCA matrix); the default mode applies it",
+                        " / --freeze_word_embedding" if config.freeze_word_embedding else "", config.mode)
+    if config.word_embeddings_compressed and teacher_word_embeddings is not None:
         width = encoder.embedding_size
         matrix = teacher_word_embeddings
         if matrix.shape[1] > width:
