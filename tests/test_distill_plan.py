@@ -123,3 +123,37 @@ def test_compression_of_a_scratch_student_is_lost_in_faithful_mode_and_applied_i
     matrix, trains = words("default", freeze_word_embedding=True)
     np.testing.assert_allclose(matrix, pca_compress(teacher, 16), atol=1e-6)
     assert not trains
+
+
+@pytest.mark.parametrize("mode", ["default", "faithful"])
+def test_student_attention_maps_before_or_after_dropout(mode):
+    """Faithful mode reports the student's attention probabilities after attention dropout, as transformers' TF
+    BERT (the original's student) returned and trained on them; the default mode reports softmax's. Either way the
+    context is the dropped probabilities times the values, and inference is unchanged."""
+    import keras
+    import tensorflow as tf
+
+    from xtremedistil_tf.distill.config import DistilConfig
+    from xtremedistil_tf.distill.student import build_student
+    from xtremedistil_tf.models.layers import padding_bias
+    keras.utils.set_random_seed(3)
+    cfg = DistilConfig(task="t", model_dir="m", mode=mode, hidden_size=16, num_hidden_layers=1,
+                       num_attention_heads=2, student_dropout=0.5)
+    s = build_student(cfg, vocab_size=50, num_labels=2, teacher_hidden_size=32, teacher_word_embeddings=None)
+    attention = s.encoder.transformer_layers[0].attention
+    assert attention.return_dropped_probs == (mode == "faithful")
+    x = tf.random.normal((2, 5, 16))
+    mask = tf.constant([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    tf.random.set_seed(0)
+    context, probs = attention(x, padding_bias(mask), training=True)
+    v = tf.transpose(tf.reshape(attention.value(x), [2, 5, 2, 8]), [0, 2, 1, 3])
+    rebuilt = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [2, 5, 16])
+    sums = tf.reduce_sum(probs, -1).numpy()
+    if mode == "faithful":  # the probabilities the context was made of: zeros and 1/(1-p) scaling
+        np.testing.assert_allclose(rebuilt.numpy(), context.numpy(), atol=1e-5)
+        assert np.abs(sums - 1).max() > 0.1
+    else:
+        np.testing.assert_allclose(sums, 1.0, atol=1e-5)
+        assert np.abs(rebuilt.numpy() - context.numpy()).max() > 1e-3
+    _, infer = attention(x, padding_bias(mask), training=False)
+    np.testing.assert_allclose(tf.reduce_sum(infer, -1).numpy(), 1.0, atol=1e-5)

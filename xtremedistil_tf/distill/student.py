@@ -211,6 +211,8 @@ def build_student(config, *, vocab_size: int, num_labels: int, teacher_hidden_si
                       projected_head=config.policy.student_projected_head, dropout=config.student_dropout,
                       token_representations=config.token_representations, name="student_model", dtype=dtype)
     student.build()
+    for block in encoder.transformer_layers:
+        block.attention.return_dropped_probs = config.policy.attentions_after_dropout
     if config.compress and not config.word_embeddings_compressed:
         logging.warning("--compress_word_embedding%s has no effect on a from-scratch student in %s mode, as in the "
                         "original release (its build replaced the PCA matrix); the default mode applies it",

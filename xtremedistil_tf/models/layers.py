@@ -166,6 +166,10 @@ class SelfAttention(keras.layers.Layer):
         self.key = keras.layers.Dense(hidden_size, kernel_initializer=init, name="key", dtype=dt)
         self.value = keras.layers.Dense(hidden_size, kernel_initializer=init, name="value", dtype=dt)
         self.dropout = keras.layers.Dropout(attention_dropout, dtype=dt)
+        # Which probabilities `call` returns: as softmax gave them (default), or after attention dropout, as
+        # transformers' BERT returns them (faithful mode's attention targets). Not a constructor argument: it changes
+        # what is reported, not what is computed.
+        self.return_dropped_probs = False
 
     def build(self, input_shape):
         for dense in (self.query, self.key, self.value):
@@ -189,7 +193,10 @@ class SelfAttention(keras.layers.Layer):
         scores = tf.matmul(q, k, transpose_b=True)
         scores = tf.cast(scores, "float32") * (1.0 / math.sqrt(self.head_size)) + tf.cast(mask_bias, "float32")
         probs = tf.nn.softmax(scores, axis=-1)
-        context = tf.matmul(self.dropout(tf.cast(probs, v.dtype), training=training), v)
+        dropped = self.dropout(tf.cast(probs, v.dtype), training=training)
+        context = tf.matmul(dropped, v)
+        if self.return_dropped_probs:
+            probs = tf.cast(dropped, "float32")
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), tf.shape(x))
         if return_qkv:
             shape = [b, t, self.hidden_size]
