@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def rows_of(name: str, metrics: dict) -> list[dict]:
     """One row per runtime and variant of a run's int8 results."""
+    from xtremedistil_tf.deploy.int8 import split_scores
     int8 = metrics["int8"]
     metric = int8["metric"]
     out = []
@@ -27,7 +28,7 @@ def rows_of(name: str, metrics: dict) -> list[dict]:
         base = info["models"]["float"]
         for variant, m in info["models"].items():
             row = {"run": name, "runtime": f"{runtime} {info['version']}", "variant": variant, "metric": metric,
-                   "scores": {s: m[s][metric] for s in m if isinstance(m[s], dict) and metric in m[s]},
+                   "scores": split_scores(m, metric),
                    "mb": round(m["bytes"] / 1e6, 2), "latency_ms": m["latency_ms"]}
             if variant != "float":
                 row["points"] = m["vs_float"]["points"]

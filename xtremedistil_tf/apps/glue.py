@@ -541,7 +541,7 @@ class GlueRun:
             token_level=self.kind in TOKEN_KINDS,
             calibration=random_rows(self.arrays["train"], c.int8_calibration_examples, c.seed),
             splits={s: {k: self.arrays[s][k] for k in INPUT_NAMES} for s in final},
-            score=lambda split, logits: self.evaluate(split, logits), metric=main,
+            score=self.evaluate, metric=main,
             scores={s: m[main] for s, m in final.items()}, weights_file=written[0] if written else None,
             title=f"Cost report: {c.model} fine-tuned on {c.task} ({self.output_dir})")
 

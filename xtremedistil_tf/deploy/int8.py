@@ -112,6 +112,12 @@ def load_exported(folder: str, name: str, *, threads: int = 1) -> tuple[Runner, 
     return run, entry
 
 
+def split_scores(model_entry: dict, metric: str) -> dict[str, float]:
+    """{split: main metric} of one exported model's results (its entry holds the scored splits beside file, bytes
+    and timings)."""
+    return {s: v[metric] for s, v in model_entry.items() if isinstance(v, dict) and metric in v}
+
+
 def _points(value: float, reference: float) -> float:
     return round((value - reference) * 100, 3)
 
@@ -221,12 +227,13 @@ def _compare(models: dict, metric: str) -> None:
     base = models.get("float")
     if base is None:
         return
+    base_scores = split_scores(base, metric)
     for variant, info in models.items():
         if variant == "float":
             continue
         info["vs_float"] = {
-            "points": {split: _points(info[split][metric], base[split][metric])
-                       for split in info if isinstance(info[split], dict) and metric in info[split]},
+            "points": {split: _points(value, base_scores[split])
+                       for split, value in split_scores(info, metric).items()},
             "size_ratio": round(base["bytes"] / info["bytes"], 2),
             "speedup": {b: round(base["latency_ms"][b] / info["latency_ms"][b], 2) for b in info["latency_ms"]},
         }
@@ -234,7 +241,7 @@ def _compare(models: dict, metric: str) -> None:
 
 def _log_runtime(name: str, info: dict, metric: str) -> None:
     for variant, m in info["models"].items():
-        splits = ", ".join(f"{s} {m[s][metric]:.4f}" for s in m if isinstance(m[s], dict) and metric in m[s])
+        splits = ", ".join(f"{s} {v:.4f}" for s, v in split_scores(m, metric).items())
         vs = m.get("vs_float")
         extra = ""
         if vs:

@@ -11,7 +11,7 @@ import dataclasses
 import os
 
 from xtremedistil_tf import fs, io
-from xtremedistil_tf.deploy.int8 import LATENCY_BATCHES, measure
+from xtremedistil_tf.deploy.int8 import LATENCY_BATCHES, measure, split_scores
 from xtremedistil_tf.deploy.runtimes import tf_runner
 
 REPORT_MD, REPORT_JSON = "report.md", "report.json"
@@ -47,7 +47,7 @@ def int8_costs(int8: dict | None, *, name: str, params: int | None) -> list[Mode
     rows = []
     for runtime, info in sorted((int8 or {}).get("runtimes", {}).items()):
         for variant, m in (info.get("models") or {}).items():
-            scores = {s: v[int8["metric"]] for s, v in m.items() if isinstance(v, dict) and int8["metric"] in v}
+            scores = split_scores(m, int8["metric"])
             rows.append(ModelCost(f"{name} {variant}", f"{runtime} {info['version']}", params, m["bytes"],
                                   m["latency_ms"], m["throughput"], scores))
     return rows
