@@ -43,6 +43,24 @@ def _student_weights(model_dir):
     return out
 
 
+def test_a_train_step_on_two_replicas_updates_as_one_replica():
+    """The distributed step alone (a toy model, an epoch ending in a partial batch split unevenly): losses summed over
+    replicas and sparse embedding gradients all-reduced give one replica's update."""
+    proc = subprocess.run([sys.executable, str(HERE / "distributed_step_worker.py")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": f"{HERE.parent}{os.pathsep}{HERE}"}, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    one, two = json.loads(proc.stdout.rsplit("RESULT", 1)[1])
+    assert (one["replicas"], two["replicas"]) == (1, 2)
+    assert len(one["losses"]) == len(two["losses"]) == 2
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-6)
+    np.testing.assert_allclose(two["embeddings"], one["embeddings"], atol=1e-6)
+    np.testing.assert_allclose(two["v"], one["v"], atol=1e-6)
+    rng = np.random.default_rng(0)  # the worker's initial weights
+    table, w = rng.normal(size=(10, 4)), rng.normal(size=(4,))
+    assert not np.allclose(one["v"], w, atol=1e-3) and not np.allclose(one["embeddings"], table, atol=1e-3)
+
+
+@pytest.mark.slow  # 1 min; the step alone on two replicas is tested above in the default run
 def test_two_replicas_match_one(tiny):
     root, teacher, task = tiny
     common = dict(student_dropout=0.0, distil_epochs=1, ft_epochs=1, deterministic=True, mode="default",
@@ -76,7 +94,7 @@ def _free_ports(n):
     return ports
 
 
-@pytest.mark.slow  # test_two_replicas_match_one is the default run's smoke of the distributed path
+@pytest.mark.slow
 def test_two_workers_on_localhost_finish(tiny):
     root, teacher, task = tiny
     ports = _free_ports(2)

@@ -191,6 +191,7 @@ def _smoke_plan() -> list[dict]:
             point("stage-3 checkpoint", "checkpoints/", r"stage-3")]
 
 
+@pytest.mark.slow  # 45 s; in the default run, test_cloud's failures at write points check the same resume
 def test_sigkill_smoke_two_kills_then_resume_is_bit_identical(setup, tmp_path):
     """The fast version of the test below, for the default run: two kills, then the same bit-identical check."""
     _kill_resume_and_compare(setup, tmp_path, _smoke_plan(), min_kills=2, min_during_write=0)

@@ -1,0 +1,45 @@
+"""Trains a toy LossModel for one epoch with loop.Step on 1 and on 2 replicas (logical CPU devices) and prints both
+results as JSON; logical devices must be configured before TensorFlow starts, hence a process of its own."""
+import json
+
+import numpy as np
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+
+from xtremedistil_tf.train import loop  # noqa: E402
+from xtremedistil_tf.train.trainer import Batching, LossModel  # noqa: E402
+
+ROWS, GLOBAL_BATCH = 7, 4  # a whole batch, then a partial one of 3 rows split 2 + 1 over the replicas
+
+
+def train(strategy) -> dict:
+    rng = np.random.default_rng(0)
+    table, w = rng.normal(size=(10, 4)).astype("float32"), rng.normal(size=(4,)).astype("float32")
+    ids = rng.integers(0, 10, size=(ROWS, 5)).astype("int32")  # repeated rows: sparse gradients summed per row
+    with strategy.scope():
+        embedding = keras.layers.Embedding(10, 4, embeddings_initializer=keras.initializers.Constant(table))
+        embedding.build(None)
+        v = tf.Variable(w)
+        opt = loop.make_optimizer(1e-2, epsilon=1e-7)
+
+    class Toy(LossModel):
+        def per_example_loss(self, batch, training):
+            return tf.reduce_sum(tf.square(tf.linalg.matvec(embedding(batch["input_ids"]), v) - 1.0), axis=1)
+
+    variables = [embedding.embeddings, v]
+    loop.build_optimizer(opt, variables, strategy)
+    toy = Toy(keras.layers.Identity())
+    toy.configure(optimizer=opt, variables=variables, global_batch_size=GLOBAL_BATCH)
+    step = loop.Step(strategy, toy)
+    batching = Batching(GLOBAL_BATCH, token_keys=("input_ids",), drop_partial=False)
+    losses = [float(step(batch)) for batch in loop.distribute(strategy, batching.dataset({"input_ids": ids}, seed=0))]
+    return {"replicas": strategy.num_replicas_in_sync, "losses": losses,
+            "embeddings": embedding.embeddings.numpy().tolist(), "v": v.numpy().tolist()}
+
+
+print("RESULT", json.dumps([train(tf.distribute.get_strategy()),
+                            train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]))
