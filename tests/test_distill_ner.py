@@ -77,3 +77,38 @@ def test_ner_from_tfds_conll2003(tmp_path, teacher):
     with tfds.testing.mock_data(num_examples=48, as_dataset_fn=as_dataset):
         metrics = run({"teacher": teacher, "task": "conll2003"}, tmp_path / "run", distil_epochs=1)
     assert "f1" in metrics["final"]["dev"]
+
+
+def test_faithful_ner_trains_stops_and_selects_as_the_original(tmp_path, teacher):
+    """Faithful mode: every position up to seq_len is predicted (no zero-padded trimmed logits), training stops on
+    token accuracy over every position (Keras' val_acc) and stages are picked by the original's flat F1."""
+    from xtremedistil_tf.distill.config import DistilConfig
+    from xtremedistil_tf.distill.runner import Distillation
+    from xtremedistil_tf.metrics import main_metric, score_ner_like_original
+    task = conll_folder(tmp_path / "conll")
+    values = tiny_setup.distil_flags({"teacher": teacher, "task": task, "transfer": None}, tmp_path / "run",
+                                     do_NER=True, ft_epochs=2, teacher_batch_size=16, mode="faithful")
+    run = Distillation(DistilConfig(**values))
+    metrics = run.run()
+    assert run.data.special_tokens == ("[PAD]", "[SEP]", "[CLS]")
+    assert not run.trim
+    # The final student's scores are those of its own full-length logits.
+    test = run.arrays["test"]
+    logits = run.student({k: test[k] for k in ("input_ids", "attention_mask", "token_type_ids")},
+                         training=False)["logits"].numpy()
+    expected = score_ner_like_original(logits, test["labels"], run.label_names, run.data.special_tokens)
+    for k, v in expected.items():
+        assert metrics["final"]["test"][k] == pytest.approx(v, abs=1e-6), k
+    # Label stages stopped on dev token accuracy; stages were selected on test's flat F1, later stages winning ties.
+    stages = metrics["stages"]
+    label_stages = [k for k, s in stages.items() if s["loss"] == "labels"]
+    assert label_stages
+    for k in label_stages:
+        epochs = metrics["histories"][k]
+        assert epochs and all(e["score"] == e["token_accuracy"] for e in epochs)
+        assert stages[k]["phase_best"] == max(e["token_accuracy"] for e in epochs)
+    selected = metrics["selected_stage"]
+    assert (selected["split"], selected["metric"]) == ("test", main_metric("ner"))
+    scored = {int(k): s["test"]["f1"] for k, s in stages.items() if s.get("test")}
+    assert selected["score"] == max(scored.values())
+    assert selected["stage"] == max(k for k, v in scored.items() if v == selected["score"])

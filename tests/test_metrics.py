@@ -631,3 +631,90 @@ def test_ner_against_seqeval_real_conll(shared_data_dir):
              for i, t in enumerate(g)] for g in gold]
     assert M.ner_metrics(iob1, gold)["f1"] == 1.0
     _assert_same_as_seqeval(iob1, pred)
+
+
+# ---------------------------------------------------------------------------------- NER as the original scored it
+SPECIALS = ("[PAD]", "[CLS]", "[SEP]")
+
+
+def test_remove_x_maps_sub_words_language_prefixes_and_special_tags():
+    tags = ["B-PER", "X", "O", "X", "[PAD]", "en:B-LOC", "X", "[SEP]", "I-MISC", "X", "X"]
+    assert M.remove_x(tags, SPECIALS) == ["B-PER", "I-PER", "O", "O", "O", "B-LOC", "I-LOC", "O", "I-MISC",
+                                          "I-MISC", "I-MISC"]
+    # At index 0 the "previous" tag is the last one, unconverted (Python's seq[-1]).
+    assert M.remove_x(["X", "O", "I-ORG"], SPECIALS) == ["I-ORG", "O", "I-ORG"]
+    assert M.remove_x(["X", "O", "X"], SPECIALS) == ["O", "O", "O"]
+    assert tags[1] == "X"  # the caller's list is left as it was
+
+
+def test_flat_ner_metrics_joins_sentences_into_one_sequence():
+    # Per sentence, B-PER | I-PER are two gold chunks; as one flat sequence they are one.
+    gold, pred = [["O", "B-PER"], ["I-PER", "O"]], [["O", "B-PER"], ["O", "O"]]
+    per_sentence = M.ner_metrics(gold, pred)
+    flat = M.flat_ner_metrics(sum(gold, []), sum(pred, []), SPECIALS)
+    assert (per_sentence["found_correct"], per_sentence["correct_chunks"]) == (2, 1)
+    assert (flat["found_correct"], flat["found_guessed"], flat["correct_chunks"]) == (1, 1, 0)
+    assert flat["f1"] == 0.0
+    with pytest.raises(ValueError, match="3 gold tags but 2 predicted"):
+        M.flat_ner_metrics(["O"] * 3, ["O"] * 2, SPECIALS)
+
+
+def _original_chunk_counts(gold, pred):
+    """The original's Python conlleval, restated from docs/original_release.md §7: a chunk starts at a non-O tag
+    that follows O, a tag of another type, or E-/S-, or that is B-/S-; it ends (before the current tag) under the
+    mirrored rule. Returns (correct, gold chunks, predicted chunks)."""
+    def parts(tag):
+        return ("O", None) if tag == "O" else tuple(tag.split("-", 1))
+
+    def boundary(prev, cur, opening):
+        (p1, t1), (p2, t2) = parts(prev), parts(cur)
+        if (p2 if opening else p1) == "O":
+            return False
+        return (p1 if opening else p2) == "O" or t1 != t2 or p2 in ("B", "S") or p1 in ("E", "S")
+
+    correct = n_gold = n_pred = 0
+    open_type, prev_g, prev_p = None, "O", "O"
+    for g, p in zip(gold, pred):
+        tg, tp = parts(g)[1], parts(p)[1]
+        if open_type is not None:
+            eg, ep = boundary(prev_g, g, False), boundary(prev_p, p, False)
+            if eg and ep:
+                correct, open_type = correct + 1, None
+            elif eg != ep or tg != tp:
+                open_type = None
+        sg, sp = boundary(prev_g, g, True), boundary(prev_p, p, True)
+        if sg and sp and tg == tp:
+            open_type = tg
+        n_gold, n_pred = n_gold + sg, n_pred + sp
+        prev_g, prev_p = g, p
+    return correct + (open_type is not None), n_gold, n_pred
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_flat_ner_metrics_counts_chunks_as_the_original_on_iob_tags(seed):
+    rng = np.random.default_rng(seed)
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-MISC"]
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        gold, pred = list(rng.choice(tags, n)), list(rng.choice(tags, n))
+        if rng.random() < 0.5:  # predictions close to the gold, where most chunks are right
+            pred = [g if rng.random() < 0.8 else p for g, p in zip(gold, pred)]
+        m = M.flat_ner_metrics(gold, pred, SPECIALS)
+        assert (m["correct_chunks"], m["found_correct"], m["found_guessed"]) == _original_chunk_counts(gold, pred)
+
+
+def test_score_ner_like_original_skips_special_positions_and_keeps_x():
+    names = ["O", "B-PER", "I-PER", "[PAD]", "X", "[SEP]", "[CLS]"]
+    # [CLS] Jo ##hn lives [SEP] [PAD]: gold B-PER X O; predicted B-PER I-PER O, and [PAD] predicted O.
+    labels = np.array([[6, 1, 4, 0, 5, 3]])
+    pred = np.array([[6, 1, 2, 0, 5, 0]])
+    logits = np.eye(len(names))[pred]
+    m = M.score_ner_like_original(logits, labels, names, SPECIALS)
+    # Kept: B-PER X O -> gold B-PER I-PER O; predicted B-PER I-PER O: one chunk, right.
+    assert (m["precision"], m["recall"], m["f1"], m["accuracy"]) == (1.0, 1.0, 1.0, 1.0)
+    assert m["token_accuracy"] == pytest.approx(4 / 6)  # every position: the X's I-PER and the pad's O are wrong
+    wrong = M.score_ner_like_original(np.eye(len(names))[np.array([[6, 0, 4, 1, 5, 3]])], labels, names,
+                                      SPECIALS)
+    assert (wrong["f1"], wrong["token_accuracy"]) == (0.0, pytest.approx(4 / 6))  # O X B-PER: no chunk right
+    with pytest.raises(ValueError, match="every position"):
+        M.score_ner_like_original(logits, np.array([[-100, 1, 4, 0, 5, 3]]), names, SPECIALS)

@@ -46,8 +46,10 @@ class DistillationData:
             self._init_qa(tokenizer)
             return
         feat_kwargs = {}
+        self.special_tokens = ()  # NER label names of [PAD], [CLS], [SEP] (the original's scheme)
         if self.kind == "ner" and policy.ner_x_labels:
             self.label_names, feat_kwargs = x_subword_labels(task.label_names, tokenizer)
+            self.special_tokens = tuple(self.label_names[i] for i in feat_kwargs["special_label_ids"].values())
         self.token_keys = INPUT_NAMES + (("labels", "t_logits", "word_index") if self.kind == "ner" else ())
         self.featurizer = Featurizer(tokenizer, c.seq_len, pad_to=policy.pad_to(self.kind), **feat_kwargs)
         self.arrays: dict[str, dict[str, np.ndarray]] = {}

@@ -25,6 +25,10 @@ class ModePolicy:
     attentions_after_dropout: bool = False  # the student's attention maps (--distil_attention) after dropout
     mask_padding: bool = True  # token-level losses count real first sub-tokens only (NER)
     ner_x_labels: bool = False  # NER sub-words labelled X, and [PAD]/[CLS]/[SEP] labelled, as the original
+    ner_full_length: bool = False  # NER batches and predictions at the full seq_len (pads trained on and predicted)
+    # NER scored by the original's flat evaluation (needs ner_x_labels), with training stopped on token accuracy
+    # over every position (Keras' val_acc) instead of the entity F1.
+    ner_original_evaluation: bool = False
     teacher_first_token_head: bool = False  # the teacher's head reads the first token, no pooler
     student_projected_head: bool = False  # student head: first token -> projection to teacher width -> classifier
     stopping_rule: StoppingRule = StoppingRule()
@@ -64,6 +68,10 @@ class ModePolicy:
         """The rows of a transfer chunk of `n` rows trained on; the rest (a tenth, at least one row) validates."""
         return n - max(1, int(n * 0.1)) if n > 1 else n
 
+    def stopping_metric(self, kind: str, main: str) -> str:
+        """The dev score that stops the teacher's fine-tuning and the label stages (`main`: the task's metric)."""
+        return "token_accuracy" if (kind == "ner" and self.ner_original_evaluation) else main
+
     def selection_better(self, value: float, best: float | None) -> bool:
         """Whether a stage's selection score replaces the best so far."""
         return best is None or (value >= best if self.selection_ties_to_later else value > best)
@@ -97,6 +105,8 @@ class FaithfulPolicy(ModePolicy):
     attentions_after_dropout = True
     mask_padding = False
     ner_x_labels = True
+    ner_full_length = True
+    ner_original_evaluation = True
     teacher_first_token_head = True
     student_projected_head = True
     stopping_rule = StoppingRule(always_restore_best=False, score_chunk_by_best=False)

@@ -35,7 +35,7 @@ from xtremedistil_tf.distill.teacher import (
     weights_id,
 )
 from xtremedistil_tf.errors import ConfigError
-from xtremedistil_tf.metrics import main_metric, score_logits
+from xtremedistil_tf.metrics import main_metric, score_logits, score_ner_like_original
 from xtremedistil_tf.models.encoder import INPUT_NAMES
 from xtremedistil_tf.models.heads import TOKEN_KINDS
 from xtremedistil_tf.models.saving import load_model, save_model
@@ -160,6 +160,10 @@ class Distillation:
         self.arrays = self.data.arrays
         self.num_chunks = self.data.num_chunks
         self.token_mask = c.token_representations and self.policy.mask_padding
+        if self.kind == "ner" and self.policy.ner_full_length and self.trim:
+            self.trim = False
+            logging.info("NER batches and predictions at the full %d tokens (pads trained on and scored, as the "
+                         "original)", c.seq_len)
 
     def gbs(self, per_replica: int) -> int:
         """The global batch size: the flags give per-replica sizes, as the original's batch_size x GPUs."""
@@ -251,7 +255,9 @@ class Distillation:
         return {"teacher": weights_id(fs.join(self.teacher_dir, TEACHER_WEIGHTS)) if self.chief else "worker",
                 "transfer": self.data.transfer.manifest["key"], "rows": self.data.row_order,
                 "chunk_size": c.distil_chunk_size, "multi_hidden": c.multi_hidden,
-                "rep_0": with_representation}
+                "rep_0": with_representation,
+                # Trimmed predictions pad token logits with zeros; untrimmed ones hold the teacher's at pads.
+                **({"untrimmed": True} if self.kind in TOKEN_KINDS and not self.trim else {})}
 
     # ------------------------------------------------------------------------------------------------ evaluation
     def _progress(self):
@@ -277,6 +283,9 @@ class Distillation:
             return score_spans(self.task.splits[split], self.data.qa_features[split], logits,
                                version_2=self.task.glue_task == "squad_v2", n_best_size=c.n_best_size,
                                max_answer_length=c.max_answer_length)[0]
+        if self.kind == "ner" and self.policy.ner_original_evaluation:
+            return score_ner_like_original(logits, self.arrays[split]["labels"], self.label_names,
+                                           self.data.special_tokens)
         names = self.label_names if self.kind == "ner" else self.task.label_names
         return score_logits(self.kind, logits, self.arrays[split]["labels"], label_names=names,
                             glue_task=self.task.glue_task)
@@ -288,8 +297,9 @@ class Distillation:
         return self._logit_fns[id(model)]
 
     def _dev_score(self, model):
+        """The dev score that stops training (the policy's stopping metric) and every dev metric."""
         m = self.evaluate(model, "dev")
-        return m[main_metric(self.kind, self.task.glue_task)], m
+        return m[self.policy.stopping_metric(self.kind, main_metric(self.kind, self.task.glue_task))], m
 
     def eval_loss(self, distiller: Distiller, arrays) -> float:
         """The mean per-example loss of `distiller`'s stage over `arrays` (inference mode)."""

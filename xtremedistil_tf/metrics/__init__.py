@@ -11,8 +11,8 @@ Importing this package loads neither sklearn, scipy nor TensorFlow: the library 
 from xtremedistil_tf.metrics.glue import (
     GLUE_TASKS, accuracy, f1, glue_metrics, matthews_corrcoef, pearson, spearman, write_glue_predictions,
 )
-from xtremedistil_tf.metrics.ner import get_entities, ner_metrics
-from xtremedistil_tf.metrics.scoring import main_metric, score_logits
+from xtremedistil_tf.metrics.ner import flat_ner_metrics, get_entities, ner_metrics, remove_x
+from xtremedistil_tf.metrics.scoring import main_metric, score_logits, score_ner_like_original
 from xtremedistil_tf.metrics.squad import squad_v1_metrics, squad_v2_metrics
 
 __all__ = [
@@ -25,6 +25,9 @@ __all__ = [
     "main_metric",
     "get_entities",
     "ner_metrics",
+    "flat_ner_metrics",
+    "remove_x",
+    "score_ner_like_original",
     "score_logits",
     "squad_v1_metrics",
     "squad_v2_metrics",

@@ -158,3 +158,38 @@ def ner_metrics(true_seqs: Sequence[Sequence[str]], pred_seqs: Sequence[Sequence
         "tokens": token_counter,
         "per_type": per_type,
     }
+
+
+def remove_x(tags: Sequence[str], special_tokens: Sequence[str]) -> list[str]:
+    """The original release's clean-up of its flat tag list before counting chunks (its `conlleval.remove_x`).
+
+    Left to right: a tag with ':' keeps its second ':'-field (a language prefix dropped); a tag whose *original*
+    string contains 'X' becomes `I-<type>` of the previous, already converted tag if that one contains 'B-' or 'I-',
+    else 'O' (at index 0 the previous tag is the last one, unconverted, as Python's seq[-1] was there); a tag equal
+    to a special token ([PAD], [CLS], [SEP]) becomes 'O'.
+    """
+    out = list(tags)
+    _check_tags(out, "remove_x")
+    specials = set(special_tokens)
+    for i, original in enumerate(tags):
+        if ":" in out[i]:
+            out[i] = out[i].split(":")[1]
+        if "X" in original:
+            prev = out[i - 1]
+            out[i] = "I-" + prev.split("-")[1] if ("B-" in prev or "I-" in prev) else "O"
+        elif original in specials:
+            out[i] = "O"
+    return out
+
+
+def flat_ner_metrics(true_tags: Sequence[str], pred_tags: Sequence[str],
+                     special_tokens: Sequence[str]) -> dict[str, Any]:
+    """The original release's NER score (`evaluation.ner_evaluate`): both tag lists cleaned by `remove_x`, then
+    entity scores over them as **one** sequence (chunks may run across sentences), as fractions.
+
+    The original counted chunks with a Python conlleval variant for IOB2/IOBES; on IOB1/IOB2 tags (CoNLL's) it
+    counts as conlleval does (tests/test_metrics.py checks it on random sequences), so this is `ner_metrics`.
+    """
+    if len(true_tags) != len(pred_tags):
+        raise ValueError(f"flat_ner_metrics: {len(true_tags)} gold tags but {len(pred_tags)} predicted")
+    return ner_metrics([remove_x(true_tags, special_tokens)], [remove_x(pred_tags, special_tokens)])

@@ -6,7 +6,7 @@ import numpy as np
 
 from xtremedistil_tf.data import registry
 from xtremedistil_tf.metrics.glue import accuracy, glue_metrics, pearson, spearman
-from xtremedistil_tf.metrics.ner import ner_metrics
+from xtremedistil_tf.metrics.ner import flat_ner_metrics, ner_metrics
 
 
 def score_logits(kind: str, logits: np.ndarray, labels: np.ndarray, *, label_names=None,
@@ -30,6 +30,28 @@ def score_logits(kind: str, logits: np.ndarray, labels: np.ndarray, *, label_nam
     out = {"accuracy": accuracy(labels, logits.argmax(-1))}
     if glue_task:
         out.update(glue_metrics(glue_task, logits, labels))
+    return out
+
+
+def score_ner_like_original(logits: np.ndarray, labels: np.ndarray, label_names, special_tokens) -> dict[str, float]:
+    """NER scored as the original release did, on labels of its scheme (every position labelled: words' first
+    sub-tokens with their tags, later sub-tokens `X`, and [PAD]/[CLS]/[SEP] with those names).
+
+    `token_accuracy`: argmax equal to the label over every position, pads included (Keras' `val_acc`, which stopped
+    its training). `precision`/`recall`/`f1`/`accuracy`: `flat_ner_metrics` over the positions whose gold label
+    name does not contain a special token (a substring test, as the original), row after row in one flat list.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.min() < 0:
+        raise ValueError("score_ner_like_original: expected [examples, tokens] labels >= 0 (every position "
+                         f"labelled, the original's scheme); got shape {labels.shape}, min {labels.min()}")
+    pred = logits.argmax(-1)
+    names = np.asarray([str(n) for n in label_names], dtype=object)
+    special = np.array([any(s in n for s in special_tokens) for n in names])
+    keep = ~special[labels]
+    m = flat_ner_metrics(list(names[labels[keep]]), list(names[pred[keep]]), special_tokens)
+    out = {k: float(m[k]) for k in ("precision", "recall", "f1", "accuracy")}
+    out["token_accuracy"] = float(np.mean(pred == labels))
     return out
 
 
