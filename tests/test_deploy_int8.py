@@ -11,6 +11,7 @@ tf = pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 pytest.importorskip("onnxruntime")
 import keras  # noqa: E402
+from deploy_helpers import padded_inputs  # noqa: E402
 
 from xtremedistil_tf.deploy import runtimes  # noqa: E402
 from xtremedistil_tf.deploy.int8 import MANIFEST, export_int8, load_exported, pad_to, predict  # noqa: E402
@@ -32,13 +33,7 @@ def _task_model(kind="classification", num_labels=LABELS, seed=0):
 
 
 def _inputs(n, width, seed):
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(5, VOCAB, (n, width)).astype(np.int32)
-    mask = np.ones((n, width), np.int32)
-    for row, length in enumerate(rng.integers(3, width + 1, n)):
-        mask[row, length:] = 0
-        ids[row, length:] = 0
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    return padded_inputs(n, width, VOCAB, seed)
 
 
 def _tf_logits(model, arrays):

@@ -540,6 +540,7 @@ class GlueRun:
             c, self.output_dir, model=self.model, name="model", length=c.seq_len, num_labels=self.num_labels,
             token_level=self.kind in TOKEN_KINDS,
             calibration=random_rows(self.arrays["train"], c.int8_calibration_examples, c.seed),
+            tuning=self.arrays["train"], seed=c.seed,
             splits={s: {k: self.arrays[s][k] for k in INPUT_NAMES} for s in final},
             score=self.evaluate, metric=main,
             scores={s: m[main] for s, m in final.items()}, weights_file=written[0] if written else None,

@@ -125,7 +125,7 @@ def _points(value: float, reference: float) -> float:
 def export_int8(model, folder: str, *, length: int, num_labels: int, token_level: bool, calibration: dict,
                 splits: dict[str, dict], score: Scorer, metric: str, threads: int = 1,
                 runtimes: tuple[str, ...] = tuple(RUNTIMES), min_seconds: float = 1.0,
-                padding_bias: float | None = None) -> dict:
+                padding_bias: float | None = None, variants: dict[str, tuple[str, ...]] | None = None) -> dict:
     """Writes `model` (a task model) in every runtime, float and int8, re-scores each file on every split in
     its own runtime and times it; returns the results (also the body of the manifest).
 
@@ -138,6 +138,7 @@ def export_int8(model, folder: str, *, length: int, num_labels: int, token_level
       threads: the runtimes' intra-op threads for scoring and timing (0: one per CPU core).
       min_seconds: the least time spent timing each model at each batch size.
       padding_bias: the bias of padded keys in the exports (None: fitted by `export_padding_bias`).
+      variants: {runtime: variants} to write (default: all of each runtime's).
     """
     calibration = pad_to(calibration, length)
     threads = threads or os.cpu_count() or 1
@@ -157,7 +158,7 @@ def export_int8(model, folder: str, *, length: int, num_labels: int, token_level
                 result["runtimes"][name] = {"skipped": absent}
                 continue
             t0 = time.time()
-            paths = runtime.write(model, saved_model, out, calibration, length)
+            paths = runtime.write(model, saved_model, out, calibration, length, (variants or {}).get(name))
             info = {"version": runtime.version(), "convert_seconds": round(time.time() - t0, 1), "models": {}}
             for variant, path in paths.items():
                 file = os.path.basename(path)

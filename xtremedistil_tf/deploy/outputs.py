@@ -8,6 +8,7 @@ import numpy as np
 from absl import logging
 
 from xtremedistil_tf import fs
+from xtremedistil_tf.deploy import qat
 from xtremedistil_tf.deploy.config import DeployOptions
 from xtremedistil_tf.deploy.int8 import INT8_DIR, Scorer, export_int8
 from xtremedistil_tf.deploy.report import REPORT_MD, build_report, int8_costs, keras_cost, over_max_drop, write_report
@@ -34,7 +35,7 @@ def random_rows(arrays: dict, size: int, seed: int) -> dict[str, np.ndarray]:
 def write_deployment(options: DeployOptions, folder: str, *, model, name: str, length: int, num_labels: int,
                      token_level: bool, calibration: dict, splits: dict, score: Scorer, metric: str, scores: dict,
                      weights_file: str | None, references: tuple[Reference, ...] = (), summary: dict | None = None,
-                     title: str = "") -> dict:
+                     title: str = "", tuning: dict | None = None, seed: int = 0) -> dict:
     """Writes `folder`/int8 and `folder`/report.{md,json} as `options` ask; returns what goes into metrics.json
     (`int8`, `report`).
 
@@ -45,6 +46,7 @@ def write_deployment(options: DeployOptions, folder: str, *, model, name: str, l
         own main metric by split.
       references: models the report lists above it (the teacher).
       summary: the run's stage summary, for the stage gains.
+      tuning: inputs by name that quantization-aware tuning draws its rows from (default: `calibration`).
     """
     out = {}
     int8 = None
@@ -60,6 +62,14 @@ def write_deployment(options: DeployOptions, folder: str, *, model, name: str, l
         if lost:
             logging.warning("int8: %s lose more than %g point(s) of %s on dev against their float model",
                             ", ".join(lost), options.int8_max_drop, metric)
+        if " ".join(qat.TARGET) in lost and options.int8_qat_steps:
+            int8["qat"] = qat.recover_with_qat(
+                model, folder, int8, steps=options.int8_qat_steps, learning_rate=options.int8_qat_learning_rate,
+                max_drop=options.int8_max_drop, seed=seed,
+                tuning=random_rows(calibration if tuning is None else tuning, options.int8_qat_steps * qat.QAT_BATCH,
+                                   seed),
+                calibration=calibration, splits=splits, score=score, threads=options.deploy_threads,
+                min_seconds=options.latency_seconds, token_level=token_level)
     if options.cost_report:
         timing = next(iter(splits.values()))
         rows = [keras_cost(r.name, r.model, arrays=timing, length=length, scores=r.scores,

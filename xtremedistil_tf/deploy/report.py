@@ -50,6 +50,12 @@ def int8_costs(int8: dict | None, *, name: str, params: int | None) -> list[Mode
             scores = split_scores(m, int8["metric"])
             rows.append(ModelCost(f"{name} {variant}", f"{runtime} {info['version']}", params, m["bytes"],
                                   m["latency_ms"], m["throughput"], scores))
+    tuned = (int8 or {}).get("qat")
+    if tuned:
+        version = int8["runtimes"][tuned["runtime"]]["version"]
+        rows.append(ModelCost(f"{name} {tuned['variant']} after QAT", f"{tuned['runtime']} {version}", params,
+                              tuned["bytes"], tuned["latency_ms"], tuned["throughput"],
+                              split_scores(tuned, int8["metric"])))
     return rows
 
 
@@ -89,6 +95,9 @@ def build_report(*, title: str, metric: str | None, length: int, models: list[Mo
         if max_drop is not None:
             report["int8"]["max_drop"] = max_drop
             report["int8"]["over_max_drop"] = over_max_drop(int8, max_drop)
+        if int8.get("qat"):
+            report["int8"]["qat"] = {k: int8["qat"][k] for k in ("runtime", "variant", "steps", "points_before",
+                                                                 "points_vs_float", "recovered")}
     return report
 
 
@@ -149,6 +158,13 @@ def render_markdown(report: dict) -> str:
             lines.append(f"\n{runtime}: skipped ({why}).")
         if int8.get("over_max_drop"):
             lines.append(f"\nLosing more than {int8['max_drop']} point(s) on dev: {', '.join(int8['over_max_drop'])}.")
+        tuned = int8.get("qat")
+        if tuned:
+            after, before = tuned["points_vs_float"], tuned["points_before"]
+            lines.append(f"\nQuantization-aware tuning ({tuned['steps']} steps) of {tuned['runtime']} "
+                         f"{tuned['variant']}: {_fmt(before.get('dev'), '+.2f')} -> {_fmt(after.get('dev'), '+.2f')} "
+                         f"points on dev, {_fmt(before.get('test'), '+.2f')} -> {_fmt(after.get('test'), '+.2f')} on "
+                         f"test against the float file: {'recovered' if tuned['recovered'] else 'not recovered'}.")
     if report.get("stages"):
         lines += ["", "## Stages", "", f"| stage | loss | {metric} dev | {metric} test | gain dev (points) | seconds |",
                   "| ---: | --- | ---: | ---: | ---: | ---: |"]

@@ -111,9 +111,10 @@ class Runtime:
     def version(self) -> str:
         raise NotImplementedError
 
-    def write(self, model, saved_model: str, folder: str, calibration: dict, length: int) -> dict[str, str]:
-        """Writes every variant of `model` into the local `folder`; {variant: path}. `saved_model` is a local
-        SavedModel of `serve_logits(model)` at `length` tokens."""
+    def write(self, model, saved_model: str, folder: str, calibration: dict, length: int,
+              variants: tuple[str, ...] | None = None) -> dict[str, str]:
+        """Writes `variants` (default: every variant) of `model` into the local `folder`; {variant: path}.
+        `saved_model` is a local SavedModel of `serve_logits(model)` at `length` tokens."""
         raise NotImplementedError
 
     def load(self, path: str, *, threads: int, num_labels: int, token_level: bool) -> Runner:
@@ -131,7 +132,10 @@ class OnnxRuntime(Runtime):
         import onnxruntime
         return onnxruntime.__version__
 
-    def write(self, model, saved_model, folder, calibration, length):
+    def write(self, model, saved_model, folder, calibration, length, variants=None):
+        if variants is not None and tuple(variants) != self.variants:
+            raise ValueError(f"{self.name} writes all its variants {self.variants} (its int8 files derive from the "
+                             f"float one); asked for {tuple(variants)}")
         import tensorflow as tf
         import tf2onnx
         from onnxruntime.quantization import (
@@ -203,10 +207,12 @@ class LiteRtRuntime(Runtime):
         import tensorflow as tf
         return f"tf.lite {tf.__version__}"
 
-    def write(self, model, saved_model, folder, calibration, length):
+    def write(self, model, saved_model, folder, calibration, length, variants=None):
         import tensorflow as tf
         paths = {}
-        for variant in self.variants:
+        for variant in variants or self.variants:
+            if variant not in self.variants:
+                raise ValueError(f"{self.name}: no variant {variant!r} (it has {self.variants})")
             converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["serve"])
             if variant != "float":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -13,14 +13,16 @@ from xtremedistil_tf.models.heads import TOKEN_KINDS
 
 def deploy(run, metrics: dict) -> None:
     """Writes int8/ and report.md/report.json for the finished run `run` (a Distillation); adds `int8` and
-    `report` to `metrics`. Calibration rows come from the first transfer chunk: the text the student learnt on."""
+    `report` to `metrics`. Calibration (and quantization-aware tuning) rows come from the first transfer chunk: the
+    text the student learnt on."""
     c = run.config
     metric = main_metric(run.kind, run.task.glue_task)
     teacher_scores = {s: v[metric] for s, v in (run.state.get("teacher") or {}).items()}
+    transfer = run.data.representation_chunk(0)
     metrics.update(write_deployment(
         c, run.folder.folder, model=run.student.to_task_model(), name="student", length=c.seq_len,
         num_labels=run.student.num_labels, token_level=run.kind in TOKEN_KINDS,
-        calibration=random_rows(run.data.representation_chunk(0), c.int8_calibration_examples, c.seed),
+        calibration=random_rows(transfer, c.int8_calibration_examples, c.seed), tuning=transfer, seed=c.seed,
         splits={s: {k: run.arrays[s][k] for k in INPUT_NAMES} for s in ("dev", "test") if s in run.arrays},
         score=run.score, metric=metric, scores={s: v[metric] for s, v in metrics["final"].items()},
         weights_file=run.folder.path(STUDENT_WEIGHTS),
