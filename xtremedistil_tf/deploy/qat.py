@@ -125,12 +125,12 @@ class LayerNormSimulation:
 
 def copy_model(model):
     """A new model of `model`'s config with its weights (the float model stays as it is)."""
-    copy = model.__class__.from_config(model.get_config())
+    clone = model.__class__.from_config(model.get_config())
     sample = {k: np.zeros((1, 8), np.int32) for k in INPUT_NAMES}
     sample["attention_mask"][:] = 1
-    copy(sample, training=False)
-    copy.set_weights(model.get_weights())
-    return copy
+    clone(sample, training=False)
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def quantization_aware_tune(model, *, rows: dict, calibration: dict, steps: int, learning_rate: float,
