@@ -249,7 +249,9 @@ def test_a_run_on_an_object_store_has_write_points_of_every_kind(uninterrupted):
         assert any(k.startswith(expected) for k in kinds), (expected, "\n".join(sorted(kinds)))
 
 
-@pytest.mark.parametrize("mid_file", [False, True], ids=["between-files", "mid-file"])
+# between-files: about 29 s; mid-file (the harder case: a half-written object) runs by default
+@pytest.mark.parametrize("mid_file", [pytest.param(False, marks=pytest.mark.slow), True],
+                         ids=["between-files", "mid-file"])
 def test_a_failure_at_a_write_point_then_a_rerun_gives_the_uninterrupted_weights(local_setup, uninterrupted,
                                                                                  mid_file, monkeypatch):
     """One write point per variant, drawn by a seeded RNG from the kinds (the slow test takes every kind)."""
@@ -282,6 +284,7 @@ def _sst2_folder(root: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # about 16 s; the main job's object-store test keeps ram:// paths by default
 def test_run_glue_on_an_object_store_gives_the_outputs_of_a_local_run(local_setup, tmp_path):
     from xtremedistil_tf.apps.glue import GlueConfig, run_glue
     data = _sst2_folder(tmp_path / "glue")

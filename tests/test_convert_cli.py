@@ -127,6 +127,7 @@ def test_cli_refuses_to_overwrite_an_unrelated_folder(tmp_path, capsys, quiet_en
     assert os.listdir(out) == ["thesis.tex"]
 
 
+@pytest.mark.slow  # about 24 s on MiniLM; tests/test_deploy_int8.py checks every runtime's export by default
 def test_cli_export_int8_checks_every_export_against_tensorflow(minilm_dir, tmp_path, capsys):
     """--export_int8: OUTPUT/int8 holds each runtime's float and int8 task model, each run on the calibration
     texts; the float exports agree with TensorFlow exactly, the int8 ones report their own agreement."""

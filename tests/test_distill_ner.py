@@ -53,6 +53,7 @@ def test_ner_from_a_conll_folder(tmp_path, teacher):
     assert sorted(hf["id2label"].values()) == ["B-LOC", "B-ORG", "B-PER", "O"]
 
 
+@pytest.mark.slow  # about 25 s; the CoNLL folder run and the TFDS label tests keep NER by default
 def test_ner_from_tfds_conll2003(tmp_path, teacher):
     import tensorflow as tf
     import tensorflow_datasets as tfds

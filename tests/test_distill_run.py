@@ -59,7 +59,8 @@ def finished_run(setup):
     return get
 
 
-@pytest.mark.parametrize("mode", ["default", "faithful"])
+# faithful: about 40 s; its stages, stopping and selection are also checked by the faster faithful tests here
+@pytest.mark.parametrize("mode", ["default", pytest.param("faithful", marks=pytest.mark.slow)])
 def test_run_end_to_end(setup, finished_run, mode, monkeypatch):
     root, teacher, task = setup
     model_dir = root / f"run-{mode}"

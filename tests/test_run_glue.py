@@ -294,6 +294,7 @@ def test_distilled_model_dir(tmp_path, tiny_bert):
     assert other["head"] == "new" and other["kind"] == "regression"
 
 
+@pytest.mark.slow  # about 17 s; tests/test_deploy_int8.py re-scores token-level int8 logits by default
 def test_export_int8_rescores_ner_in_each_runtime_and_writes_the_cost_report(tmp_path, tiny_bert):
     """--export_int8 with --epochs 0: the model as it is, exported and re-scored per word (conlleval) from each
     runtime's own token logits; the float exports score what TensorFlow scored."""

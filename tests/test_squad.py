@@ -111,6 +111,7 @@ def test_window_flags_are_refused_before_any_work(tmp_path, squad_folder, teache
                     seq_len=48, doc_stride=40, max_query_length=16).validate()
 
 
+@pytest.mark.slow  # about 35 s; the SQuAD fine-tuning test keeps features, spans and official files by default
 def test_distillation_do_qa_runs_every_stage_and_exports_a_span_student(tmp_path, squad_folder, teacher):
     from xtremedistil_tf.distill.runner import run_distillation
     model_dir = tmp_path / "distilled"
