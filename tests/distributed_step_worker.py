@@ -1,5 +1,5 @@
-"""Trains a toy LossModel for one epoch with loop.Step on 1 and on 2 replicas (logical CPU devices) and prints both
-results as JSON; logical devices must be configured before TensorFlow starts, hence a process of its own."""
+"""Trains a toy LossModel for one epoch with loop.Step on 1 and on 2 replicas (logical CPU devices), the latter also
+with several steps a graph call, and prints the results as JSON; logical devices must be configured before TensorFlow starts, hence a process of its own."""
 import json
 
 import numpy as np
@@ -16,7 +16,7 @@ from xtremedistil_tf.train.trainer import Batching, LossModel  # noqa: E402
 ROWS, GLOBAL_BATCH = 7, 4  # a whole batch, then a partial one of 3 rows split 2 + 1 over the replicas
 
 
-def train(strategy) -> dict:
+def train(strategy, steps_per_execution: int = 1) -> dict:
     rng = np.random.default_rng(0)
     table, w = rng.normal(size=(10, 4)).astype("float32"), rng.normal(size=(4,)).astype("float32")
     ids = rng.integers(0, 10, size=(ROWS, 5)).astype("int32")  # repeated rows: sparse gradients summed per row
@@ -34,12 +34,14 @@ def train(strategy) -> dict:
     loop.build_optimizer(opt, variables, strategy)
     toy = Toy(keras.layers.Identity())
     toy.configure(optimizer=opt, variables=variables, global_batch_size=GLOBAL_BATCH)
-    step = loop.Step(strategy, toy)
+    step = loop.Step(strategy, toy, steps_per_execution)
     batching = Batching(GLOBAL_BATCH, token_keys=("input_ids",), drop_partial=False)
-    losses = [float(step(batch)) for batch in loop.distribute(strategy, batching.dataset({"input_ids": ids}, seed=0))]
+    losses = []
+    loop.run_epoch(step, loop.distribute(strategy, batching.dataset({"input_ids": ids}, seed=0)), description="toy",
+                   log_every=0, on_batch=lambda i, loss: losses.append(loss))
     return {"replicas": strategy.num_replicas_in_sync, "losses": losses,
             "embeddings": embedding.embeddings.numpy().tolist(), "v": v.numpy().tolist()}
 
 
-print("RESULT", json.dumps([train(tf.distribute.get_strategy()),
-                            train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]))
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+print("RESULT", json.dumps([train(tf.distribute.get_strategy()), train(mirrored), train(mirrored, 3)]))

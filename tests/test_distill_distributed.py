@@ -45,16 +45,19 @@ def _student_weights(model_dir):
 
 def test_a_train_step_on_two_replicas_updates_as_one_replica():
     """The distributed step alone (a toy model, an epoch ending in a partial batch split unevenly): losses summed over
-    replicas and sparse embedding gradients all-reduced give one replica's update."""
+    replicas and sparse embedding gradients all-reduced give one replica's update, one step a call or several."""
     proc = subprocess.run([sys.executable, str(HERE / "distributed_step_worker.py")], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": f"{HERE.parent}{os.pathsep}{HERE}"}, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    one, two = json.loads(proc.stdout.rsplit("RESULT", 1)[1])
-    assert (one["replicas"], two["replicas"]) == (1, 2)
+    one, two, two_in_one_call = json.loads(proc.stdout.rsplit("RESULT", 1)[1])
+    assert (one["replicas"], two["replicas"], two_in_one_call["replicas"]) == (1, 2, 2)
     assert len(one["losses"]) == len(two["losses"]) == 2
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-6)
     np.testing.assert_allclose(two["embeddings"], one["embeddings"], atol=1e-6)
     np.testing.assert_allclose(two["v"], one["v"], atol=1e-6)
+    # Both steps in one graph call (steps_per_execution=3, the iterator ending inside the loop): the same steps.
+    for key in ("losses", "embeddings", "v"):
+        np.testing.assert_array_equal(two_in_one_call[key], two[key])
     rng = np.random.default_rng(0)  # the worker's initial weights
     table, w = rng.normal(size=(10, 4)), rng.normal(size=(4,))
     assert not np.allclose(one["v"], w, atol=1e-3) and not np.allclose(one["embeddings"], table, atol=1e-3)

@@ -221,6 +221,13 @@ def test_train_step_compiles_with_xla():
     graph = step._step.get_concrete_function(next(iter(ds))).graph.as_graph_def()
     compiled = [f for f in graph.library.function if f.attr.get("_XlaMustCompile") and f.attr["_XlaMustCompile"].b]
     assert compiled, "the inner gradient function is not marked for XLA compilation"
+    # The TPU step loop: 8 compiled steps a graph call (20 batches: calls of 8, 8 and 4), going on from there.
+    many = loop.Step(strategy, distiller, steps_per_execution=8)
+    more = []
+    loop.run_epoch(many, ds, description="xla", log_every=0, on_batch=lambda i, loss: more.append(loss))
+    assert len(more) == 20 and more[-1] < more[0] < values[0]
+    graph = many._many.get_concrete_function(iter(ds)).graph.as_graph_def()
+    assert any(f.attr.get("_XlaMustCompile") and f.attr["_XlaMustCompile"].b for f in graph.library.function)
 
 
 def test_companion_tools_predict_evaluate_finetune(setup, finished_run):

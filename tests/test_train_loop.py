@@ -89,6 +89,71 @@ def test_step_is_traced_once_for_batches_of_any_length():
     assert np.isfinite(loss) and float(w.numpy()) != before
 
 
+def _toy_epochs(steps_per_execution: int, n: int, epochs: int = 2):
+    """Trains a toy on trimmed batches of several lengths; returns (losses, traces, final weights, dropout draws)."""
+    arrays, _ = _arrays(n=n)
+    arrays["target"] = np.random.RandomState(1).normal(size=(n,)).astype("float32")
+    strategy = tf.distribute.get_strategy()
+    w = tf.Variable([0.5, -0.2])
+    dropout = keras.layers.Dropout(0.3, seed=5)  # a seeded random op: its stream must advance as with one step a call
+    traces = []
+
+    class Toy(LossModel):
+        def per_example_loss(self, batch, training):
+            traces.append(1)
+            x = tf.reduce_sum(tf.cast(batch["attention_mask"], "float32"), axis=1) / 64.0
+            x = dropout(tf.stack([x, tf.ones_like(x)], axis=1), training=training)
+            return tf.square(tf.linalg.matvec(x, w) - batch["target"])
+
+    opt = loop.make_optimizer(1e-2)
+    loop.build_optimizer(opt, [w], strategy)
+    toy = Toy(keras.layers.Identity())
+    toy.configure(optimizer=opt, variables=[w], global_batch_size=16)
+    step = loop.Step(strategy, toy, steps_per_execution)
+    losses, means = [], []
+    for epoch in range(epochs):
+        ds = loop.dataset_from_arrays(arrays, 16, shuffle=True, seed=epoch, drop_remainder=False, trim=True,
+                                      group_by_length=True)
+        means.append(loop.run_epoch(step, ds, description="toy", log_every=0,
+                                    on_batch=lambda i, loss: losses.append((i, loss))))
+    return losses, means, len(traces), w.numpy()
+
+
+@pytest.mark.parametrize("n", [200, 192], ids=["partial-last-call", "whole-calls"])
+def test_several_steps_a_call_are_the_same_steps(n):
+    """steps_per_execution 4: 13 (or 12) trimmed batches in 4 calls (or 3 and one that finds the iterator ended),
+    the same losses, reported per step, and the same weights as one step a call; one trace for every call."""
+    one = _toy_epochs(1, n)
+    four = _toy_epochs(4, n)
+    assert [i for i, _ in four[0]] == [i for i, _ in one[0]] == list(range(-(-n // 16))) * 2
+    np.testing.assert_array_equal([loss for _, loss in four[0]], [loss for _, loss in one[0]])
+    assert four[1] == one[1]
+    np.testing.assert_array_equal(four[3], one[3])
+    assert four[2] == 1  # traced once, for batches of any length and any number of steps
+    with pytest.raises(ValueError, match="steps_per_execution must be >= 1"):
+        loop.Step(tf.distribute.get_strategy(), None, 0)
+
+
+def test_a_nonfinite_loss_inside_a_call_names_its_own_step():
+    arrays, _ = _arrays(n=80)
+    strategy = tf.distribute.get_strategy()
+    w = tf.Variable(1.0)
+
+    class Toy(LossModel):
+        def per_example_loss(self, batch, training):
+            # Finite for the first two steps, then infinite (the optimizer's iteration counts the steps).
+            return tf.ones_like(tf.cast(batch["attention_mask"][:, 0], "float32")) * w / tf.cast(
+                2 - opt.iterations, "float32")
+
+    opt = loop.make_optimizer(1e-3)
+    loop.build_optimizer(opt, [w], strategy)
+    toy = Toy(keras.layers.Identity())
+    toy.configure(optimizer=opt, variables=[w], global_batch_size=16)
+    ds = loop.dataset_from_arrays(arrays, 16, shuffle=False, seed=0, drop_remainder=False)
+    with pytest.raises(loop.NonFiniteLossError, match="at step 3;"):
+        loop.run_epoch(loop.Step(strategy, toy, 5), ds, description="toy", log_every=0)
+
+
 def test_predict_is_traced_once_for_trimmed_batches_and_keeps_row_order():
     arrays, lengths = _arrays(n=150)
     strategy = tf.distribute.get_strategy()

@@ -82,3 +82,40 @@ def test_a_partial_batch_is_averaged_over_the_global_size_or_its_own(mean_over_r
                     mean_over_real_size=mean_over_real_size)
     loss = model.compute_loss({"loss": tf.constant([1.0, 2.0, 3.0])})
     assert float(loss) == pytest.approx(expected)
+
+
+def _fit(tmp_path, steps_per_execution: int):
+    """Two epochs of a toy regression through Trainer.fit (checkpoints, scoring, the best epoch's weights)."""
+    from xtremedistil_tf.train.trainer import Batching, Trainer
+    keras.utils.set_random_seed(3)
+    rng = np.random.default_rng(0)
+    n = 40  # 5 steps of 8 an epoch: calls of 3 and 2
+    arrays = {"input_ids": rng.integers(1, 10, (n, 4)).astype("int32"), "attention_mask": np.ones((n, 4), "int32"),
+              "token_type_ids": np.zeros((n, 4), "int32"), "target": rng.normal(size=(n,)).astype("float32")}
+    dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+
+    class Toy(LossModel):
+        def per_example_loss(self, batch, training):
+            x = tf.cast(batch["input_ids"], "float32") / 10.0
+            return tf.square(self.model(x)[:, 0] - batch["target"])
+
+    seen = []
+    trainer = Trainer(tf.distribute.get_strategy(), seed=1, steps_per_execution=steps_per_execution, log_every=0,
+                      progress="none")
+    result = trainer.fit("toy", Toy(dense), variables=dense.trainable_variables,
+                         optimizer=loop.make_optimizer(1e-2), batching=Batching(8), checkpoint_dir=str(tmp_path),
+                         load_chunk=lambda i: {"train": arrays},
+                         score=lambda chunk: (seen.append(dense.get_weights()[0].copy()) or -len(seen), {}),
+                         epochs=2, patience=2)
+    return result, seen, dense.get_weights()
+
+
+def test_fit_with_several_steps_a_call_trains_as_one_step_a_call(tmp_path):
+    one, seen_one, weights_one = _fit(tmp_path / "one", 1)
+    three, seen_three, weights_three = _fit(tmp_path / "three", 3)
+    assert len(seen_one) == len(seen_three) == 2
+    np.testing.assert_array_equal(seen_three, seen_one)  # the weights each epoch was scored with
+    for a, b in zip(weights_three, weights_one):
+        np.testing.assert_array_equal(a, b)
+    assert [h["loss"] for h in three.history] == [h["loss"] for h in one.history]
+    assert not np.array_equal(seen_one[0], seen_one[1])  # it did train

@@ -19,7 +19,7 @@ class RuntimeConfig:
     it computes: a rerun into the same output folder may change them."""
 
     NEUTRAL_KEYS = ("strategy", "tpu", "verbose", "log_every", "progress", "tensorboard", "fixed_shapes",
-                    "jit_compile", "tfds_data_dir")
+                    "jit_compile", "steps_per_execution", "tfds_data_dir")
 
     seed: int = option(42, "random seed (initialisation, batch order, dropout, samples)")
     opt_policy: str = option("float32", f"precision policy: {', '.join(POLICIES)} (auto: mixed_bfloat16 on TPUs "
@@ -28,6 +28,9 @@ class RuntimeConfig:
                                    "TF_CONFIG)")
     tpu: str = option("", "TPU name or address for --strategy=tpu")
     jit_compile: bool = option(False, "compile forward, loss and gradients with XLA")
+    steps_per_execution: int = option(1, "train steps run in one graph call (a loop on the device, as Keras' "
+                                          "steps_per_execution): the same steps, less per-step overhead for small "
+                                          "models and TPUs; losses are logged in groups of N")
     fixed_shapes: bool = option(False, "pad every batch to the padded length (always on TPU); otherwise each batch "
                                        "is cut to its longest example, which gives the same numbers faster")
     deterministic: bool = option(False, "TF op determinism: reruns and resumed runs give identical weights")
@@ -47,6 +50,8 @@ class RuntimeConfig:
         problems = []
         if self.opt_policy not in POLICIES:
             problems.append(f"--opt_policy={self.opt_policy!r}: expected one of {', '.join(POLICIES)}")
+        if self.steps_per_execution < 1:
+            problems.append("--steps_per_execution must be >= 1")
         if self.log_every < 0:
             problems.append("--log_every must be >= 0")
         if self.progress not in PROGRESS_MODES:

@@ -463,7 +463,8 @@ class GlueRun:
         logging.info("fine-tuning on %d examples: up to %d epochs of %d steps (global batch %d), learning rate "
                      "%g (%s schedule), patience %d", n, c.epochs, steps_per_epoch, gbs, c.learning_rate,
                      c.lr_schedule, c.patience)
-        trainer = Trainer(self.strategy, seed=c.seed, jit_compile=c.jit_compile, log_every=c.log_every,
+        trainer = Trainer(self.strategy, seed=c.seed, jit_compile=c.jit_compile,
+                          steps_per_execution=c.steps_per_execution, log_every=c.log_every,
                           progress=c.progress, recorder=self.recorder)
         result = trainer.fit(c.task, LossModel(model, [LabelLoss(kind)], token_mask=kind in TOKEN_KINDS),
                              variables=variables, optimizer=optimizer, batching=batching,

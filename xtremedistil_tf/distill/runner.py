@@ -73,7 +73,8 @@ class Distillation:
             else fs.join(model_dir, "teacher")
         # TensorBoard: opened at the first summary, so a finished run rerun writes nothing.
         self.recorder = run_recorder(c.model_dir, c, chief=self.chief)
-        self.trainer = Trainer(self.strategy, seed=c.seed, jit_compile=c.jit_compile, log_every=c.log_every,
+        self.trainer = Trainer(self.strategy, seed=c.seed, jit_compile=c.jit_compile,
+                               steps_per_execution=c.steps_per_execution, log_every=c.log_every,
                                progress=c.progress, recorder=self.recorder)
         self._student_from_checkpoint()
         self.folder.check_config(c)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import weakref
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import keras
 import numpy as np
@@ -40,18 +40,43 @@ def make_optimizer(learning_rate: float, *, epsilon: float = 1e-7, clipnorm: flo
 
 class Step:
     """A compiled distributed train step: every replica runs `model.train_step(batch)` (see `LossModel`), whose
-    loss is already divided by the global batch size, and the replicas' losses are summed."""
+    loss is already divided by the global batch size, and the replicas' losses are summed.
 
-    def __init__(self, strategy: tf.distribute.Strategy, model):
+    With `steps_per_execution` > 1, `run_many(iterator)` runs up to that many steps in one graph call (a
+    `tf.while_loop` over the iterator, as Keras' `steps_per_execution`) and returns their losses: small models are
+    then not bound by the per-step dispatch and the host round trip, and TPUs get a step loop on the device.
+    The steps themselves are the same ops on the same batches.
+    """
+
+    def __init__(self, strategy: tf.distribute.Strategy, model, steps_per_execution: int = 1):
+        if steps_per_execution < 1:
+            raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution}")
         self.strategy = strategy
         self.model = model
+        self.steps_per_execution = steps_per_execution
 
         def distributed_step(batch):
             out = strategy.run(model.train_step, args=(batch,))
             return strategy.reduce(tf.distribute.ReduceOp.SUM, out["loss"], axis=None)
 
+        def many_steps(iterator):
+            # The next batch is fetched only while another step is due, so no batch is taken and left unused.
+            k = steps_per_execution
+
+            def body(i, batch, losses):
+                losses = losses.write(i, tf.cast(distributed_step(batch.get_value()), tf.float32))
+                batch = tf.cond(i + 1 < k, iterator.get_next_as_optional, lambda: batch)
+                return i + 1, batch, losses
+
+            _, _, losses = tf.while_loop(
+                lambda i, batch, _: tf.logical_and(i < k, batch.has_value()), body,
+                [tf.constant(0), iterator.get_next_as_optional(),
+                 tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())])
+            return losses.stack()
+
         self._distributed_step = distributed_step
         self._step = tf.function(distributed_step, reduce_retracing=True)
+        self._many = tf.function(many_steps, reduce_retracing=True)
         self._spec = None
 
     def bind(self, dataset) -> None:
@@ -64,6 +89,11 @@ class Step:
 
     def __call__(self, batch) -> tf.Tensor:
         return self._step(batch)
+
+    def run_many(self, iterator) -> np.ndarray:
+        """Up to `steps_per_execution` steps on `iterator`'s next batches in one call; their losses (fewer when the
+        iterator ends, none when it has ended)."""
+        return self._many(iterator).numpy()
 
 
 def build_optimizer(optimizer: keras.optimizers.Optimizer, variables: list, strategy) -> None:
@@ -134,15 +164,15 @@ def run_epoch(step: Step, dataset: Iterable, *, description: str, log_every: int
 
     `progress` reports each step with the running loss (default: a log line every `log_every` steps); `total`, the
     number of steps when known (a distributed dataset may not tell: see `Batching.steps`), gives it an end and an
-    ETA. `on_batch(index, loss)` is called after every step with that step's loss."""
+    ETA. `on_batch(index, loss)` is called after every step with that step's loss. A `Step` with
+    `steps_per_execution` > 1 runs that many steps a call; their losses are then reported together."""
     progress = make_progress("log", log_every=log_every) if progress is None else progress
     total_loss, count = 0.0, 0
     if isinstance(step, Step):
         step.bind(dataset)
     progress.start(total, description)
     try:
-        for i, batch in enumerate(dataset):
-            loss = float(step(batch))
+        for i, loss in enumerate(_losses(step, dataset)):
             if not math.isfinite(loss):
                 raise NonFiniteLossError(f"{description}: loss is {loss} at step {i + 1}; stopping (the last good "
                                          "checkpoint is kept). Try a lower learning rate, or --opt_policy=float32.")
@@ -154,6 +184,22 @@ def run_epoch(step: Step, dataset: Iterable, *, description: str, log_every: int
     finally:
         progress.finish()
     return total_loss / max(count, 1)
+
+
+def _losses(step: Step, dataset: Iterable) -> Iterator[float]:
+    """Each step's loss over one pass of `dataset`, one graph call a step or `steps_per_execution` steps a call
+    (for datasets and distributed datasets, which give iterators a graph can draw from)."""
+    k = getattr(step, "steps_per_execution", 1)
+    if k == 1 or not hasattr(dataset, "element_spec"):
+        for batch in dataset:
+            yield float(step(batch))
+        return
+    iterator = iter(dataset)
+    while True:
+        losses = step.run_many(iterator)
+        yield from (float(loss) for loss in losses)
+        if len(losses) < k:
+            return
 
 
 def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_size: int, *,

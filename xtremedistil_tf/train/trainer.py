@@ -172,16 +172,18 @@ class Trainer:
       seed: the run's seed; epoch `e` of chunk `c` in stream `s` uses `unit_seed(seed, s, c, e)` for its batch order
         and dropout, so a resumed phase equals an uninterrupted one.
       jit_compile: compile forward, loss and gradients with XLA.
+      steps_per_execution: train steps a graph call (see `loop.Step`).
       log_every: log the running loss every N steps (0: never), in the log progress mode.
       progress: how each epoch reports its progress: auto, bar, log or none (see `progress.make_progress`).
       recorder: where the training curves and the per-epoch dev metrics go (`tensorboard.Recorder`; default none).
     """
 
     def __init__(self, strategy: tf.distribute.Strategy, *, seed: int, jit_compile: bool = False,
-                 log_every: int = 50, progress: str = "log", recorder: Recorder | None = None):
+                 steps_per_execution: int = 1, log_every: int = 50, progress: str = "log", recorder: Recorder | None = None):
         self.strategy = strategy
         self.seed = seed
         self.jit_compile = jit_compile
+        self.steps_per_execution = steps_per_execution
         self.log_every = log_every
         self.progress = progress
         self.recorder = recorder if recorder is not None else NoRecorder()
@@ -196,7 +198,7 @@ class Trainer:
         loop.build_optimizer(optimizer, variables, self.strategy)
         model.configure(optimizer=optimizer, variables=variables, global_batch_size=batching.global_batch_size,
                         jit_compile=self.jit_compile, mean_over_real_size=batching.mean_over_real_size)
-        step = loop.Step(self.strategy, model)
+        step = loop.Step(self.strategy, model, self.steps_per_execution)
         weights = model.model
         curves = StepScalars(self.recorder, name, global_batch_size=batching.global_batch_size,
                              learning_rate=lambda: current_learning_rate(optimizer)) if self.recorder.enabled else None
