@@ -20,6 +20,7 @@ if str(REPO) not in sys.path:
 
 def quiet_tf() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as the apps run TensorFlow (xtremedistil_tf/cli.py)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -54,7 +55,8 @@ def machine() -> dict:
     isa = [x for x in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile") if f" {x}" in flags]
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gb": mem_gb, "isa": isa,
             "python": platform.python_version(), "os": platform.platform(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
 
 
 def versions(*extra: str) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # the kernels the apps run (see xtremedistil_tf/cli.py)
 
 
 def find_minilm_dir() -> Path | None:
