@@ -51,3 +51,17 @@ sys.exit(3)
         "E0000 00:00:1796418707.526575   26997 some_kernel.cc:52] a real problem",
         "python's own stderr line",
         "said just before exiting without end_quiet_start"], result.stderr
+
+
+def test_entry_points_turn_on_onednn_unless_the_user_chose():
+    """TensorFlow enables its oneDNN kernels by itself only on AVX-512 VNNI/BF16 or AMX CPUs; our entry points ask
+    for them everywhere (before TensorFlow is imported), and a user's own setting wins."""
+    import os
+    code = ("import xtremedistil_tf.cli, tensorflow, os; "
+            "from tensorflow.python.util import _pywrap_util_port as port; "
+            "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], port.IsMklEnabled())")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    for setting, expected in ((None, "1 True"), ("0", "0 False")):
+        run_env = env if setting is None else {**env, "TF_ENABLE_ONEDNN_OPTS": setting}
+        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, check=True)
+        assert out.stdout.split()[-2:] == expected.split(), (setting, out.stdout, out.stderr[-2000:])
