@@ -87,7 +87,7 @@ def fixed_batch_rate(arrays: dict, steps: int, steps_per_execution: int | None, 
             times.append(time.perf_counter() - t)
         return steps / median(times)
     ds = loop.distribute(strategy, tf.data.Dataset.from_tensors(batch).repeat(steps).prefetch(tf.data.AUTOTUNE))
-    loop.run_epoch(step, ds.take(2) if steps_per_execution == 1 else ds, description="warm-up", log_every=0)
+    loop.run_epoch(step, ds.take(2), description="warm-up", log_every=0)  # traces the step (or the step loop)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()

@@ -2,6 +2,7 @@
 stay off stderr unless --verbose, and everything else written to stderr meanwhile still comes out."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -56,7 +57,6 @@ sys.exit(3)
 def test_entry_points_turn_on_onednn_unless_the_user_chose():
     """TensorFlow enables its oneDNN kernels by itself only on AVX-512 VNNI/BF16 or AMX CPUs; our entry points ask
     for them everywhere (before TensorFlow is imported), and a user's own setting wins."""
-    import os
     code = ("import xtremedistil_tf.cli, tensorflow, os; "
             "from tensorflow.python.util import _pywrap_util_port as port; "
             "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], port.IsMklEnabled())")

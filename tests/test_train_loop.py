@@ -90,7 +90,8 @@ def test_step_is_traced_once_for_batches_of_any_length():
 
 
 def _toy_epochs(steps_per_execution: int, n: int, epochs: int = 2):
-    """Trains a toy on trimmed batches of several lengths; returns (losses, traces, final weights, dropout draws)."""
+    """Trains a toy (with dropout) on trimmed batches of several lengths; returns ((step index, loss) pairs, each
+    epoch's mean loss, how many times the loss was traced, the final weights)."""
     arrays, _ = _arrays(n=n)
     arrays["target"] = np.random.RandomState(1).normal(size=(n,)).astype("float32")
     strategy = tf.distribute.get_strategy()

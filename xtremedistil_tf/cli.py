@@ -10,7 +10,8 @@ import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX; on an AVX2 CPU it runs
-# Eigen's, and the encoder's forward pass takes 1.5x as long (benchmarks/README.md 1e). TF_ENABLE_ONEDNN_OPTS=0 opts out.
+# Eigen's, and the encoder's forward pass takes 1.5x as long (benchmarks/README.md 1e). TF_ENABLE_ONEDNN_OPTS=0 opts
+# out.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 EXIT_USER_ERROR = 2

@@ -179,7 +179,8 @@ class Trainer:
     """
 
     def __init__(self, strategy: tf.distribute.Strategy, *, seed: int, jit_compile: bool = False,
-                 steps_per_execution: int = 1, log_every: int = 50, progress: str = "log", recorder: Recorder | None = None):
+                 steps_per_execution: int = 1, log_every: int = 50, progress: str = "log",
+                 recorder: Recorder | None = None):
         self.strategy = strategy
         self.seed = seed
         self.jit_compile = jit_compile
