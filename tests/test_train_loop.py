@@ -193,3 +193,17 @@ def test_predicting_with_many_models_gives_no_retracing_warning():
     finally:
         tf_logger.removeHandler(handler)
     assert not [r for r in records if "retracing" in r.getMessage()], [r.getMessage()[:120] for r in records]
+
+
+def test_in_memory_pipelines_run_without_the_autotuner(monkeypatch):
+    """Training and prediction datasets have tf.data's autotuner off: its sleeping thread made every iterator's
+    destructor wait (up to 16 s per pass in the main job) for pipelines that only slice arrays."""
+    arrays, _ = _arrays(n=40)
+    strategy = tf.distribute.get_strategy()
+    train = loop.dataset_from_arrays(arrays, 16, shuffle=True, seed=0, drop_remainder=True, trim=True)
+    assert train.options().autotune.enabled is False
+    seen = []
+    monkeypatch.setattr(loop, "distribute", lambda s, ds: seen.append(ds) or ds)
+    out = loop.predict(strategy, lambda b: {"x": b["input_ids"][:, :1]}, arrays, 16, trim=True)
+    np.testing.assert_array_equal(out["x"][:, 0], arrays["input_ids"][:, 0])
+    assert len(seen) == 1 and seen[0].options().autotune.enabled is False

@@ -154,7 +154,18 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], global_batch_size: int, *
     if trim:
         seq_len = arrays["input_ids"].shape[1]
         ds = ds.map(lambda b: trim_batch(b, seq_len, token_keys))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return without_autotune(ds.prefetch(tf.data.AUTOTUNE))
+
+
+def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`ds` with tf.data's autotuning off, for pipelines that slice arrays already in memory (nothing to tune).
+
+    The autotuner's thread sleeps through its optimisation period, which doubles while an iterator lives, and
+    the iterator's destructor waits for it to wake: at the end of every pass, up to 16 s after a 25 s epoch
+    (TF 2.21, measured in the README's main job; benchmarks/README.md section 1f)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def run_epoch(step: Step, dataset: Iterable, *, description: str, log_every: int = 50,
@@ -224,7 +235,7 @@ def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_
     ds = tf.data.Dataset.from_tensor_slices(padded).batch(global_batch_size, drop_remainder=True)
     if trim and seq_len:
         ds = ds.map(lambda b: trim_batch(b, seq_len, tuple(k for k in INPUT_NAMES if k in padded)))
-    ds = distribute(strategy, ds)
+    ds = distribute(strategy, without_autotune(ds))
 
     run = _compiled_predict(strategy, fn, ds.element_spec)
     chunks: dict[str, list] = {}
