@@ -19,6 +19,7 @@ import tensorflow as tf
 from xtremedistil_tf.errors import UserError
 from xtremedistil_tf.models.encoder import INPUT_NAMES
 from xtremedistil_tf.progress import Progress, make_progress
+from xtremedistil_tf.train import optimizers
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
@@ -27,12 +28,12 @@ class NonFiniteLossError(UserError, FloatingPointError):
 
 def make_optimizer(learning_rate: float, *, epsilon: float = 1e-7, clipnorm: float | None = None,
                    weight_decay: float | None = None, precision: str | None = None) -> keras.optimizers.Optimizer:
-    """Adam (AdamW with `weight_decay`), wrapped in a LossScaleOptimizer under mixed_float16 (`precision`, default:
-    the global policy) so float16 gradients do not underflow."""
+    """Adam (AdamW with `weight_decay`) with fused updates (`optimizers`), wrapped in a LossScaleOptimizer under
+    mixed_float16 (`precision`, default: the global policy) so float16 gradients do not underflow."""
     if weight_decay:
-        opt = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, epsilon=epsilon, clipnorm=clipnorm)
+        opt = optimizers.AdamW(learning_rate, weight_decay=weight_decay, epsilon=epsilon, clipnorm=clipnorm)
     else:
-        opt = keras.optimizers.Adam(learning_rate, epsilon=epsilon, clipnorm=clipnorm)
+        opt = optimizers.Adam(learning_rate, epsilon=epsilon, clipnorm=clipnorm)
     if (precision or keras.mixed_precision.global_policy().name) == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
