@@ -21,6 +21,11 @@ def _init():
     return rng.randn(20, 4).astype("float32"), rng.randn(4, 3).astype("float32")
 
 
+def _dense_gather(table, ids):
+    """The lookup as a one-hot product: a dense gradient, each row's occurrences already summed."""
+    return tf.matmul(tf.one_hot(ids, table.shape[0], dtype=table.dtype), table)
+
+
 def _loss(table, dense, ids, y, gather):
     x = gather(table, ids)
     return tf.reduce_mean(tf.square(tf.matmul(x, dense) - y))
@@ -32,8 +37,7 @@ def _train(opt, batches, sparse=True):
     @tf.function
     def step(ids, y):
         with tf.GradientTape() as tape:
-            gather = tf.gather if sparse else (lambda t, i: tf.matmul(tf.one_hot(i, 20), t))
-            loss = _loss(table.value, dense.value, ids, y, gather)
+            loss = _loss(table.value, dense.value, ids, y, tf.gather if sparse else _dense_gather)
         grads = tape.gradient(loss, [table.value, dense.value])
         assert isinstance(grads[0], tf.IndexedSlices) == sparse
         opt.apply(grads, [table, dense])
@@ -52,7 +56,7 @@ def _reference(batches, weight_decay=0.0):
         tp = [tf.constant(p) for p in params]
         with tf.GradientTape() as tape:
             tape.watch(tp)
-            loss = _loss(tp[0], tp[1], ids, y.astype("float64"), lambda a, i: tf.matmul(tf.one_hot(i, 20, dtype=a.dtype), a))
+            loss = _loss(tp[0], tp[1], ids, y.astype("float64"), _dense_gather)
         grads = [g.numpy() for g in tape.gradient(loss, tp)]
         for k, g in enumerate(grads):
             params[k] = params[k] - LR * weight_decay * params[k]
