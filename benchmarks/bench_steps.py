@@ -86,7 +86,8 @@ def fixed_batch_rate(arrays: dict, steps: int, steps_per_execution: int | None, 
             bound(tf.constant(steps)).numpy()
             times.append(time.perf_counter() - t)
         return steps / median(times)
-    ds = loop.distribute(strategy, tf.data.Dataset.from_tensors(batch).repeat(steps).prefetch(tf.data.AUTOTUNE))
+    ds = tf.data.Dataset.from_tensors(batch).repeat(steps).prefetch(tf.data.AUTOTUNE)
+    ds = loop.distribute(strategy, loop.without_autotune(ds))  # as the trainer's pipelines (benchmarks/README 1f)
     loop.run_epoch(step, ds.take(2), description="warm-up", log_every=0)  # traces the step (or the step loop)
     times = []
     for _ in range(repeats):
