@@ -148,8 +148,9 @@ def quantization_aware_tune(model, *, rows: dict, calibration: dict, steps: int,
         converter's calibration of the tuned model will.
     Returns (the tuned copy, {"steps", "loss_before", "loss_after", "seconds"}).
     """
-    import keras
     import tensorflow as tf
+
+    from xtremedistil_tf import optimizers
     t0 = time.time()
     logits_of = tf.function(lambda m, b: tf.cast(m(b, training=False)["logits"], tf.float32), reduce_retracing=True)
     n = len(rows["input_ids"])
@@ -157,7 +158,7 @@ def quantization_aware_tune(model, *, rows: dict, calibration: dict, steps: int,
         targets = np.concatenate([logits_of(model, {k: tf.constant(rows[k][s:s + 64]) for k in INPUT_NAMES}).numpy()
                                   for s in range(0, n, 64)])
     tuned = copy_model(model)
-    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer = optimizers.Adam(learning_rate)
     variables = tuned.trainable_variables
     order = np.random.default_rng(seed).permutation(n)
 

@@ -16,10 +16,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from xtremedistil_tf import optimizers
 from xtremedistil_tf.errors import UserError
 from xtremedistil_tf.models.encoder import INPUT_NAMES
 from xtremedistil_tf.progress import Progress, make_progress
-from xtremedistil_tf.train import optimizers
 
 
 class NonFiniteLossError(UserError, FloatingPointError):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from xtremedistil_tf.train import loop, optimizers
+from xtremedistil_tf import optimizers
+from xtremedistil_tf.train import loop
 
 LR, B1, B2, EPS = 1e-2, 0.9, 0.999, 1e-8
 
