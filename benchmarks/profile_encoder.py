@@ -18,6 +18,7 @@ import tempfile
 import time
 
 import numpy as np
+from _common import quiet_tf
 
 SHAPES = {"minilm": dict(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536),
           "bert-base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072)}
@@ -52,12 +53,13 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--top", type=int, default=15, help="op types to list")
     args = p.parse_args()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tf()  # TensorFlow as the apps run it (oneDNN on unless TF_ENABLE_ONEDNN_OPTS=0)
     import keras
     import tensorflow as tf
 
     from xtremedistil_tf.models.encoder import Encoder
     from xtremedistil_tf.strategy import set_precision
+    from xtremedistil_tf.train import loop
 
     set_precision("mixed_bfloat16" if args.precision == "bfloat16" else "float32")
     keras.utils.set_random_seed(0)
@@ -66,7 +68,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     x = {"input_ids": tf.constant(rng.integers(1000, 30522, (32, 128)), tf.int32),
          "attention_mask": tf.ones((32, 128), tf.int32), "token_type_ids": tf.zeros((32, 128), tf.int32)}
-    optimizer = keras.optimizers.AdamW(1e-4)
+    optimizer = loop.make_optimizer(1e-4, epsilon=1e-8, weight_decay=0.01)  # the trainer's, as bench_encoder.py's
     optimizer.build(enc.trainable_variables)
 
     @tf.function
