@@ -297,6 +297,30 @@ def check_resume(state: dict, recipe: dict, rows: dict[str, str]) -> list[str]:
     return problems
 
 
+def state_from_results(path: Path) -> dict:
+    """A work_dir state rebuilt from a results JSON this script wrote: its recipe, rows, cells, speed and
+    distillation runs. Rows can then be added to a finished table after its work_dir (and the earlier rows'
+    folders) are gone; the earlier cells are kept as recorded, with the machine they ran on."""
+    try:
+        rec = json.loads(path.read_text())
+        cells = {cell_key(c["row"], c["task"], c["seed"]): c for c in rec["cells"]}
+        state = {"recipe": rec["recipe"], "rows": dict(rec["rows"]), "cells": cells,
+                 "failures": dict(rec.get("failures") or {}), "speed": rec.get("speed"),
+                 "distillation_runs": list(rec.get("distillation_runs") or [])}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BenchError(f"--seed_state_from {path}: not a results file of this benchmark ({type(e).__name__}: {e})")
+    state["earlier"] = list(rec.get("earlier") or []) + [
+        {"results": str(path), "date": rec.get("date"), "machine": rec.get("machine"), "versions": rec.get("versions"),
+         "rows": list(rec["rows"]), "cells": len(cells)}]
+    return state
+
+
+def merge_distill_runs(recorded: list[dict], new: list[dict]) -> list[dict]:
+    """The recorded distillation runs with this invocation's: a run read again replaces its record, by name."""
+    names = {r["name"] for r in new}
+    return [r for r in recorded if r["name"] not in names] + new
+
+
 def save_state(path: Path, state: dict) -> None:
     _atomic_write(path, json.dumps(state, indent=2) + "\n")
 
@@ -468,7 +492,8 @@ def render_markdown(record: dict) -> str:
            "",
            ("#params: the encoder's weights in millions (embeddings and pooler included, no task head). Speedup: the "
            "teacher's encoder forward time over the row's (batch 32 x 128, float32, tf.function, median of "
-           f"{record.get('speed', {}).get('repeats', '-')} after warm-up, rows alternating)."), "",
+           f"{record.get('speed', {}).get('repeats', '-')} after warm-up, rows alternating)."
+           + added_rows_note(record)), "",
            "Fine-tuning wall time (all cells of the row, in minutes): "
            + ", ".join(f"{r} {s['cells_wall_s'] / 60:.1f} ({s['cells']} cells)" for r, s in record["summary"].items())
            + ".", ""]
@@ -481,6 +506,24 @@ def render_markdown(record: dict) -> str:
     if fails:
         out += ["## Failed cells", ""] + [f"- {k}: {v}" for k, v in sorted(fails.items())] + [""]
     return "\n".join(out)
+
+
+def added_rows_note(record: dict) -> str:
+    """Which rows were added to the table later: their speed measured with the teacher in their own session, and
+    the earlier rows' cells run on another day (and maybe another machine)."""
+    speed_rows = (record.get("speed") or {}).get("rows") or {}
+    later = [n for n, r in speed_rows.items() if r.get("teacher_forward_s_median") is not None]
+    out = ""
+    if later:
+        out += (" Rows added later (" + ", ".join(later) + ") were timed against the teacher again, alternating with "
+                "it, in their own session.")
+    for e in record.get("earlier") or []:
+        m = e.get("machine") or {}
+        out += (f" The cells of {', '.join(e['rows'])} come from an earlier run ({e.get('date')}, {m.get('cpu')} "
+                f"with {', '.join(m.get('isa') or []) or 'unknown ISA'}; {e['results']}); this file's machine "
+                f"({(record.get('machine') or {}).get('cpu')} with "
+                f"{', '.join((record.get('machine') or {}).get('isa') or [])}) ran the other rows.")
+    return out
 
 
 def build_record(state: dict, args, rows: dict[str, str], tasks, seeds, distill_runs) -> dict:
@@ -496,7 +539,7 @@ def build_record(state: dict, args, rows: dict[str, str], tasks, seeds, distill_
             "seeds": seeds, "rows": rows, "speed": speed, "cells": list(cells.values()),
             "failures": state.get("failures", {}),
             "summary": summarize(cells, list(rows), tasks, seeds, extra), "spread": SPREAD_NOTE,
-            "distillation_runs": distill_runs,
+            "distillation_runs": distill_runs, "earlier": state.get("earlier") or [],
             "notes": "in-process run_glue cells" if not args.subprocess else "run_glue.py subprocess per cell"}
 
 
@@ -606,6 +649,19 @@ def measure_speed(rows: dict[str, str], repeats: int, batch: int = 32, seq_len: 
     return out
 
 
+def merge_speed(recorded: dict, measured: dict, added: list[str], *, date: str) -> dict:
+    """`measured` (measure_speed over the teacher and the `added` rows) merged into the `recorded` speed table:
+    the recorded rows keep their numbers, an added row keeps the teacher time it was compared with."""
+    if not recorded.get("rows"):
+        return {**measured, "date": date}
+    out = {**recorded, "rows": dict(recorded["rows"])}
+    teacher = measured["rows"].get("teacher", {}).get("forward_s_median")
+    for name in added:
+        out["rows"][name] = {**measured["rows"][name], "teacher_forward_s_median": teacher, "date": date,
+                             "repeats": measured["repeats"]}
+    return out
+
+
 def glue_config(row_folder: str, task: str, seed: int, data_folder: Path, output_dir: Path, recipe: dict):
     from xtremedistil_tf.apps.glue import GlueConfig
     return GlueConfig(task=task, model=row_folder, output_dir=str(output_dir), data_dir=str(data_folder),
@@ -693,6 +749,9 @@ def parse_args(argv=None):
     p.add_argument("--subprocess", action="store_true", help="run each cell as a run_glue.py subprocess")
     p.add_argument("--max_cells", type=int, default=0, help="stop after this many new cells (0: all)")
     p.add_argument("--report_only", action="store_true", help="rewrite the tables from state.json, run nothing")
+    p.add_argument("--seed_state_from", default="", metavar="RESULTS_JSON",
+                   help="a work_dir without state.json starts from this results file's cells and rows, so --rows "
+                        "can add rows to a finished table whose earlier folders are gone")
     p.add_argument("--results_dir", default=str(RESULTS))
     p.add_argument("--out", default=OUT_NAME, help="results file stem (default: %(default)s)")
     return p.parse_args(argv)
@@ -727,18 +786,27 @@ def _main(args) -> int:
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     state_path = work / STATE_FILE
+    if args.seed_state_from and not state_path.is_file():
+        seeded = state_from_results(Path(args.seed_state_from))
+        save_state(state_path, seeded)
+        print(f"{state_path}: seeded from {args.seed_state_from} ({len(seeded['cells'])} cells, rows "
+              f"{', '.join(seeded['rows'])})", flush=True)
     state = load_state(state_path)
     problems = check_resume(state, recipe, rows)
     if problems:
         raise BenchError(f"{state_path}: " + "; ".join(problems) + ". Use another --work_dir, or the same flags.")
     state["recipe"] = recipe
     state.setdefault("rows", {}).update(rows)
-    distill_runs = [read_distill_run(n, p) for n, p in parse_named_paths(args.distill_log).items()]
+    # The table holds every row of the work_dir (earlier invocations' first), the cells run only for --rows.
+    table_rows = dict(state["rows"])
+    state["distillation_runs"] = merge_distill_runs(
+        state.get("distillation_runs") or [],
+        [read_distill_run(n, p) for n, p in parse_named_paths(args.distill_log).items()])
     results_dir = Path(args.results_dir)
 
     def report():
-        js, md = write_outputs(build_record(state, args, rows, tasks, seeds, distill_runs), results_dir, args.out)
-        return js, md
+        record = build_record(state, args, table_rows, tasks, seeds, state["distillation_runs"])
+        return write_outputs(record, results_dir, args.out)
 
     if args.report_only:
         js, md = report()
@@ -746,14 +814,19 @@ def _main(args) -> int:
         return 0
 
     _quiet()
-    speed = state.get("speed")
-    if not args.skip_speed and (not speed or not set(rows) <= set(speed.get("rows", {}))):
-        print(f"measuring params and forward time of {len(rows)} rows ...", flush=True)
+    speed = state.get("speed") or {}
+    unmeasured = [r for r in rows if r not in speed.get("rows", {})]
+    if not args.skip_speed and unmeasured:
+        # Rows added to a measured table are timed against the teacher again, in the same alternation.
+        subset = {r: table_rows[r] for r in dict.fromkeys((["teacher"] if "teacher" in table_rows else []) + unmeasured)}
+        print(f"measuring params and forward time of {len(subset)} rows ...", flush=True)
         t0 = time.perf_counter()
-        state["speed"] = measure_speed(rows, args.speed_repeats)
-        state["speed"]["seconds"] = round(time.perf_counter() - t0, 1)
+        measured = measure_speed(subset, args.speed_repeats)
+        measured["seconds"] = round(time.perf_counter() - t0, 1)
+        state["speed"] = merge_speed(speed, measured, unmeasured, date=now())
         save_state(state_path, state)
-        for n, r in state["speed"]["rows"].items():
+        for n in unmeasured:
+            r = state["speed"]["rows"][n]
             print(f"  {n}: {r['params_m']}M params, forward {r['forward_s_median']:.3f} s, speedup {r['speedup']}")
 
     folders = {}
@@ -764,7 +837,7 @@ def _main(args) -> int:
 
     from _common import rss_mb
     todo = pending_cells(plan_cells(list(rows), tasks, seeds), state["cells"])
-    print(f"{len(todo)} cells to run ({len(plan_cells(list(rows), tasks, seeds)) - len(todo)} done already)",
+    print(f"{len(todo)} cells to run ({len(plan_cells(list(table_rows), tasks, seeds)) - len(todo)} done already)",
           flush=True)
     failed = 0
     for i, (row, task, seed) in enumerate(todo):

@@ -195,7 +195,9 @@ def test_cell_record_keeps_the_main_metric_and_numbers_only():
     assert rec["epoch_scores"] == [pytest.approx(0.7), 0.8] and rec["wall_s"] == 3.2 and rec["rss_mb_after"] == 100.0
 
 
-def test_resume_runs_only_missing_cells(tmp_path, monkeypatch, data_root):
+@pytest.fixture
+def fake_cells(tmp_path, monkeypatch):
+    """run_glue replaced by a fake whose metric is 0.5 + 0.1 x seed; returns the list of cells it ran."""
     import _common
     calls = []
 
@@ -213,6 +215,11 @@ def test_resume_runs_only_missing_cells(tmp_path, monkeypatch, data_root):
     monkeypatch.setattr(btt, "release_cell_memory", lambda: None)
     monkeypatch.setattr(btt, "_quiet", lambda: None)
     monkeypatch.setattr(_common, "versions", lambda *a: {})
+    return calls
+
+
+def test_resume_runs_only_missing_cells(tmp_path, fake_cells, data_root):
+    calls = fake_cells
     for name in ("t", "s"):
         write(tmp_path / name / "config.json", "{}")
     argv = ["--work_dir", str(tmp_path / "work"), "--results_dir", str(tmp_path / "results"), "--skip_speed",
@@ -229,6 +236,51 @@ def test_resume_runs_only_missing_cells(tmp_path, monkeypatch, data_root):
     md = (tmp_path / "results" / "task_transfer.md").read_text()
     assert "| teacher | - | - | 65.0 ± 5.0 | 65.0 ± 5.0 | 65.0 | 100.0% |" in md
     assert btt.main(argv + ["--epochs", "1"]) == 2  # another recipe in the same work_dir is refused
+
+
+def test_rows_added_to_a_finished_table_from_its_results_file(tmp_path, fake_cells, data_root, monkeypatch):
+    calls = fake_cells
+    for name in ("t", "s", "new"):
+        write(tmp_path / name / "config.json", "{}")
+    common = ["--tasks", "sst2,stsb", "--seeds", "1", "--data_dir", str(data_root)]
+    first = tmp_path / "first"
+    assert btt.main(["--work_dir", str(tmp_path / "w1"), "--results_dir", str(first), "--skip_speed",
+                     "--rows", f"teacher={tmp_path / 't'},student={tmp_path / 's'}", *common]) == 0
+    assert len(calls) == 4
+    (tmp_path / "s" / "config.json").unlink()  # the earlier row's folder is gone
+
+    def fake_speed(rows, repeats):  # the teacher timed again beside the added row
+        assert list(rows) == ["teacher", "added"]
+        return {"repeats": repeats, "rows": {
+            "teacher": {"params_m": 2.0, "forward_s_median": 0.8, "speedup": 1.0},
+            "added": {"params_m": 1.0, "forward_s_median": 0.4, "speedup": 2.0}}}
+
+    monkeypatch.setattr(btt, "measure_speed", fake_speed)
+    recorded = json.loads((first / "task_transfer.json").read_text())
+    recorded["speed"] = {"repeats": 7, "rows": {"teacher": {"params_m": 2.0, "forward_s_median": 0.7, "speedup": 1.0},
+                                                "student": {"params_m": 1.0, "forward_s_median": 0.35,
+                                                            "speedup": 2.0}}}
+    write(first / "task_transfer.json", json.dumps(recorded))
+    second = tmp_path / "second"
+    argv = ["--work_dir", str(tmp_path / "w2"), "--results_dir", str(second), "--seed_state_from",
+            str(first / "task_transfer.json"), "--rows", f"teacher={tmp_path / 't'},added={tmp_path / 'new'}", *common]
+    assert btt.main(argv) == 0
+    assert calls[4:] == [(str(tmp_path / "new"), "sst2", 1), (str(tmp_path / "new"), "stsb", 1)]
+    record = json.loads((second / "task_transfer.json").read_text())
+    assert list(record["summary"]) == ["teacher", "student", "added"]
+    assert len(record["cells"]) == 6 and record["summary"]["student"]["tasks"]["sst2"]["mean"] == pytest.approx(60.0)
+    speed = record["speed"]["rows"]
+    assert speed["teacher"]["forward_s_median"] == 0.7 and speed["student"]["speedup"] == 2.0  # kept as recorded
+    assert speed["added"]["speedup"] == 2.0 and speed["added"]["teacher_forward_s_median"] == 0.8
+    assert [e["rows"] for e in record["earlier"]] == [["teacher", "student"]]
+    md = (second / "task_transfer.md").read_text()
+    assert "Rows added later (added)" in md and "The cells of teacher, student come from an earlier run" in md
+    assert btt.main(argv) == 0 and len(calls) == 6  # the seeded work_dir resumes like any other
+    with pytest.raises(SystemExit):
+        btt.parse_args(["--seed_state_from"])
+    write(tmp_path / "bad.json", "{}")
+    assert btt.main(["--work_dir", str(tmp_path / "w3"), "--seed_state_from", str(tmp_path / "bad.json"),
+                     "--rows", f"teacher={tmp_path / 't'}", *common]) == 2
 
 
 # ---------------------------------------------------------------------------------------------------- tables
