@@ -65,3 +65,30 @@ def test_entry_points_turn_on_onednn_unless_the_user_chose():
         run_env = env if setting is None else {**env, "TF_ENABLE_ONEDNN_OPTS": setting}
         out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, check=True)
         assert out.stdout.split()[-2:] == expected.split(), (setting, out.stdout, out.stderr[-2000:])
+
+
+def test_tensorflow_bookkeeping_lines_are_left_out_unless_verbose(tmp_path):
+    """A checkpoint save logs TensorFlow's "Sharding callback duration" at INFO: not shown in a run (absl at INFO),
+    shown with --verbose; the run's own INFO lines and TensorFlow's warnings always are."""
+    code = f"""
+from absl import logging
+from xtremedistil_tf.cli import run_main
+import tensorflow as tf
+from tensorflow.python.platform import tf_logging
+logging.set_verbosity(logging.INFO)
+
+def main(argv):
+    logging.info("our line, verbose=%s", argv[0])
+    tf.train.Checkpoint(v=tf.Variable(1.0)).write({str(tmp_path)!r} + "/ckpt-" + argv[0])
+    tf.saved_model.save(tf.Module(), {str(tmp_path)!r} + "/saved-" + argv[0])  # tensorflow's logger: fingerprint
+    tf_logging.warning("a tensorflow warning, verbose=%s", argv[0])
+
+for verbose in (False, True):
+    run_main(main, [str(verbose)], verbose)
+"""
+    err = _run(["-c", code]).stderr
+    assert "our line, verbose=False" in err and "our line, verbose=True" in err, err[-3000:]
+    assert "a tensorflow warning, verbose=False" in err and "a tensorflow warning, verbose=True" in err
+    quiet, verbose = err.split("our line, verbose=True")
+    assert "Sharding callback duration" not in quiet and "Sharding callback duration" in verbose, err[-3000:]
+    assert "fingerprint" not in quiet.lower() and "fingerprint" in verbose.lower(), err[-3000:]

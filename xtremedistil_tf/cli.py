@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import atexit
+import importlib.util
+import logging as py_logging
 import os
 import re
 import sys
@@ -118,12 +120,48 @@ def config_from_flags(cls):
     return cls(**{f.name: getattr(flags.FLAGS, f.name) for f in dataclasses.fields(cls)})
 
 
+class _LibraryInfoFilter(py_logging.Filter):
+    """Drops INFO and DEBUG records logged from TensorFlow's and Keras' own files (each checkpoint's "Sharding
+    callback duration", SavedModel assets and fingerprints, renamed signature inputs): bookkeeping, not the run's
+    progress. They reach absl's logger as well as TensorFlow's, so the filter goes by the file, not the logger."""
+
+    def __init__(self):
+        super().__init__()
+        roots = []
+        for name in ("tensorflow", "keras", "tf_keras"):
+            spec = importlib.util.find_spec(name)
+            for folder in (spec.submodule_search_locations or []) if spec else []:
+                roots += {os.path.join(folder, ""), os.path.join(os.path.realpath(folder), "")}
+        self.roots = tuple(roots)
+
+    def filter(self, record) -> bool:
+        return record.levelno >= py_logging.WARNING or not record.pathname.startswith(self.roots)
+
+
+_library_info_filter: list = []
+
+
+def library_info_hidden(hidden: bool = True) -> None:
+    """Hides (or shows again) TensorFlow's and Keras' own INFO lines in the log; --verbose shows them."""
+    from absl import logging as absl_logging
+    loggers = (absl_logging.get_absl_logger(), py_logging.getLogger("tensorflow"))
+    if hidden and not _library_info_filter:
+        _library_info_filter.append(_LibraryInfoFilter())
+        for logger in loggers:
+            logger.addFilter(_library_info_filter[0])
+    elif not hidden and _library_info_filter:
+        for logger in loggers:
+            logger.removeFilter(_library_info_filter[0])
+        _library_info_filter.clear()
+
+
 def run_main(main, argv, verbose: bool) -> int:
     """Calls `main(argv)` and returns the exit code: 0, 2 for a UserError (one line on stderr, the traceback
     only if `verbose`), 130 on Ctrl-C. Other exceptions propagate so real bugs keep their traceback."""
     from xtremedistil_tf.errors import UserError
     if _quiet:
         start_tensorflow_quietly(verbose=verbose)
+    library_info_hidden(not verbose)
     try:
         main(argv)
         return 0
