@@ -131,7 +131,7 @@ class _LibraryInfoFilter(py_logging.Filter):
         for name in ("tensorflow", "keras", "tf_keras"):
             spec = importlib.util.find_spec(name)
             for folder in (spec.submodule_search_locations or []) if spec else []:
-                roots += {os.path.join(folder, ""), os.path.join(os.path.realpath(folder), "")}
+                roots.append(os.path.join(folder, ""))
         self.roots = tuple(roots)
 
     def filter(self, record) -> bool:
