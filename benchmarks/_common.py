@@ -100,6 +100,12 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+def merge_by_name(recorded: list[dict], new: list[dict]) -> list[dict]:
+    """Recorded runs (dicts with a "name") with new ones: a run recorded again replaces the old record."""
+    names = {r["name"] for r in new}
+    return [r for r in recorded if r["name"] not in names] + new
+
+
 def write_json(name: str, record: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / name

@@ -36,7 +36,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from _common import REPO, RESULTS, command, data_dir, machine, minilm_dir, now, versions, write_json
+from _common import REPO, RESULTS, command, data_dir, machine, merge_by_name, minilm_dir, now, versions, \
+    write_json
 
 TASK = "../shared/data/tasks/sst2-small"
 REFERENCE_FLAGS = ["--task", TASK, "--transfer_file", f"{TASK}/transfer.tsv", "--hidden_size", "128",
@@ -451,8 +452,7 @@ def main() -> int:
     baseline = []
     previous = json.loads((RESULTS / "distillation.json").read_text()) if args.merge else {}
     if previous:
-        names = {r["name"] for r in runs}
-        runs = [r for r in previous["runs"] if r["name"] not in names] + runs
+        runs = merge_by_name(previous["runs"], runs)
         if not seeds:
             baseline = previous["baseline"]
     for lr in lrs if seeds else []:

@@ -82,7 +82,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, RESULTS, command, data_dir, minilm_dir, now, quiet_tf
+from _common import REPO, RESULTS, command, data_dir, merge_by_name, minilm_dir, now, quiet_tf
 
 TASKS = ("sst2", "cola", "stsb", "qnli", "ner")
 TASK_TITLES = {"sst2": "SST-2", "cola": "CoLA", "stsb": "STS-B", "qnli": "QNLI", "ner": "NER"}
@@ -313,12 +313,6 @@ def state_from_results(path: Path) -> dict:
         {"results": str(path), "date": rec.get("date"), "machine": rec.get("machine"), "versions": rec.get("versions"),
          "rows": list(rec["rows"]), "cells": len(cells)}]
     return state
-
-
-def merge_distill_runs(recorded: list[dict], new: list[dict]) -> list[dict]:
-    """The recorded distillation runs with this invocation's: a run read again replaces its record, by name."""
-    names = {r["name"] for r in new}
-    return [r for r in recorded if r["name"] not in names] + new
 
 
 def save_state(path: Path, state: dict) -> None:
@@ -799,7 +793,7 @@ def _main(args) -> int:
     state.setdefault("rows", {}).update(rows)
     # The table holds every row of the work_dir (earlier invocations' first), the cells run only for --rows.
     table_rows = dict(state["rows"])
-    state["distillation_runs"] = merge_distill_runs(
+    state["distillation_runs"] = merge_by_name(
         state.get("distillation_runs") or [],
         [read_distill_run(n, p) for n, p in parse_named_paths(args.distill_log).items()])
     results_dir = Path(args.results_dir)
@@ -818,7 +812,8 @@ def _main(args) -> int:
     unmeasured = [r for r in rows if r not in speed.get("rows", {})]
     if not args.skip_speed and unmeasured:
         # Rows added to a measured table are timed against the teacher again, in the same alternation.
-        subset = {r: table_rows[r] for r in dict.fromkeys((["teacher"] if "teacher" in table_rows else []) + unmeasured)}
+        timed_rows = (["teacher"] if "teacher" in table_rows else []) + unmeasured
+        subset = {r: table_rows[r] for r in dict.fromkeys(timed_rows)}
         print(f"measuring params and forward time of {len(subset)} rows ...", flush=True)
         t0 = time.perf_counter()
         measured = measure_speed(subset, args.speed_repeats)
