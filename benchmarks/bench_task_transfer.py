@@ -571,9 +571,22 @@ class _NewCellRetraceFilter:
         return "triggered tf.function retracing" not in record.getMessage()
 
 
-def make_baselines(out_dir: Path, teacher: str, layers=(0, 2, 4), num_layers: int = 3) -> dict[str, str]:
-    """DIR/random-init (seeded random 3 x 384 student) and DIR/teacher-layers (the same student with the teacher's
-    embeddings, blocks `layers` and pooler), as HF folders with the teacher's tokenizer files."""
+def parse_shape(value: str) -> tuple[int, int, int]:
+    """'LxHxA' (layers x hidden x attention heads) as three ints."""
+    parts = value.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise BenchError(f"--student_shape={value!r}: expected layers x hidden x heads, e.g. 3x384x12")
+    layers, hidden, heads = (int(p) for p in parts)
+    if hidden % heads:
+        raise BenchError(f"--student_shape={value!r}: {heads} heads do not divide the width {hidden}")
+    return layers, hidden, heads
+
+
+def make_baselines(out_dir: Path, teacher: str, layers=(0, 2, 4), shape: tuple[int, int, int] = (3, 384, 12)
+                   ) -> dict[str, str]:
+    """DIR/random-init (a seeded random student of `shape`: layers x hidden x heads, FFN 4 x hidden) and, when the
+    student is as wide as the teacher, DIR/teacher-layers (the same student with the teacher's embeddings, blocks
+    `layers` and pooler), as HF folders with the teacher's tokenizer files."""
     _quiet()
     import keras
 
@@ -583,11 +596,12 @@ def make_baselines(out_dir: Path, teacher: str, layers=(0, 2, 4), num_layers: in
     from xtremedistil_tf.models.transplant import copy_teacher_layers
 
     t = load_hf_encoder(teacher).encoder
+    num_layers, hidden, heads = shape
 
     def student():
         keras.utils.set_random_seed(0)
-        enc = Encoder(vocab_size=t.vocab_size, hidden_size=384, num_layers=num_layers, num_heads=12,
-                      intermediate_size=1536, hidden_act=t.hidden_act, layer_norm_eps=t.layer_norm_eps,
+        enc = Encoder(vocab_size=t.vocab_size, hidden_size=hidden, num_layers=num_layers, num_heads=heads,
+                      intermediate_size=4 * hidden, hidden_act=t.hidden_act, layer_norm_eps=t.layer_norm_eps,
                       max_position_embeddings=512, type_vocab_size=2, use_pooler=True, name="student")
         enc.build()
         return enc
@@ -595,6 +609,10 @@ def make_baselines(out_dir: Path, teacher: str, layers=(0, 2, 4), num_layers: in
     out = {}
     rand = student()
     out["random-init"] = export_hf(rand, str(out_dir / "random-init"), tokenizer=teacher)
+    if hidden != t.hidden_size:
+        print(f"no teacher-layers baseline: the student's width {hidden} is not the teacher's {t.hidden_size}",
+              flush=True)
+        return out
     init = student()
     copy_teacher_layers(init, t, list(layers))
     out["teacher-layers"] = export_hf(init, str(out_dir / "teacher-layers"), tokenizer=teacher)
@@ -722,6 +740,9 @@ def parse_args(argv=None):
                    help="write DIR/random-init and DIR/teacher-layers (then stop unless --rows is given)")
     p.add_argument("--teacher", default="minilm", help="teacher folder for --make_baselines (default: MiniLM)")
     p.add_argument("--teacher_layers", default="0,2,4", help="teacher blocks copied into teacher-layers")
+    p.add_argument("--student_shape", default="3x384x12",
+                   help="the baselines' shape, layers x hidden x heads (FFN 4 x hidden); teacher-layers only when "
+                        "as wide as the teacher")
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--seeds", default="1,2")
     p.add_argument("--data_dir", default=str(data_dir()))
@@ -764,7 +785,8 @@ def _main(args) -> int:
     if args.make_baselines:
         t0 = time.perf_counter()
         made = make_baselines(Path(args.make_baselines), resolve_folder(args.teacher),
-                              layers=parse_list(args.teacher_layers, kind=int))
+                              layers=parse_list(args.teacher_layers, kind=int),
+                              shape=parse_shape(args.student_shape))
         print(json.dumps({"baselines": made, "seconds": round(time.perf_counter() - t0, 1)}, indent=2))
         if not args.rows:
             return 0

@@ -4,6 +4,7 @@
   the test is skipped when the package is not installed.
 - ``shared_data_dir``: the real data folder (``$XTREMEDISTIL_DATA`` if set, else ``shared/data`` beside the
   repository checkout); the test is skipped when it is absent.
+- Every test's temporary files (``tempfile``, also in subprocesses) go under pytest's base temporary folder.
 """
 from __future__ import annotations
 
@@ -53,6 +54,23 @@ def _absl_logging_at_start():
     from absl import logging as absl_logging
     logger = absl_logging.get_absl_logger()
     return absl_logging.get_verbosity(), logger.level, logger.propagate, list(logger.handlers)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_in_pytest_basetemp(tmp_path_factory):
+    """Temporary files of the session (ours and libraries': TFDS leaves an empty tmp*tfds folder behind each time it
+    builds a dataset it cannot find prepared, e.g. under mock_data) go under pytest's base temporary folder, which
+    pytest prunes, instead of accumulating in the system's."""
+    import tempfile
+    folder = tmp_path_factory.mktemp("tempfile")
+    before, before_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = str(folder)
+    yield
+    tempfile.tempdir = before
+    if before_env is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before_env
 
 
 @pytest.fixture(autouse=True)

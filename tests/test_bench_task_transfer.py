@@ -1,6 +1,7 @@
 """Fast tests of the pure parts of benchmarks/build_general_corpus.py and benchmarks/bench_task_transfer.py:
 corpus building on tiny fixture files, the task folders the benchmark writes (read back with the project's readers),
-resume bookkeeping, aggregation and table formatting, distillation-log parsing. No TensorFlow is imported."""
+resume bookkeeping, aggregation and table formatting, distillation-log parsing. Only the baselines' test imports
+TensorFlow (it builds a small student from the real MiniLM)."""
 from __future__ import annotations
 
 import json
@@ -117,6 +118,23 @@ def test_parse_rows_and_named_paths():
     assert btt.parse_list("1,2", kind=int) == [1, 2]
     with pytest.raises(btt.BenchError):
         btt.parse_list("sst2,rte", btt.TASKS)
+    assert btt.parse_shape("6x256x8") == (6, 256, 8) and btt.parse_shape("3X384x12") == (3, 384, 12)
+    for bad in ("6x256", "6x256x0", "axbxc", "6x256x12"):  # 12 heads do not divide 256
+        with pytest.raises(btt.BenchError):
+            btt.parse_shape(bad)
+
+
+def test_baselines_of_another_width_have_no_teacher_layers_row(minilm_dir, tmp_path):
+    """A student narrower than the teacher gets the random-init baseline of its shape (FFN 4 x hidden) and no
+    teacher-layers row (the teacher's blocks do not fit); transformers loads it with every weight present."""
+    import transformers
+
+    made = btt.make_baselines(tmp_path, str(minilm_dir), shape=(2, 128, 4))
+    assert set(made) == {"random-init"} and not (tmp_path / "teacher-layers").exists()
+    model, info = transformers.BertModel.from_pretrained(made["random-init"], output_loading_info=True)
+    c = model.config
+    assert (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size) == (2, 128, 4, 512)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
 
 
 # ---------------------------------------------------------------------------------------------------- data folders
