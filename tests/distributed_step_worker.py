@@ -1,5 +1,6 @@
 """Trains a toy LossModel for one epoch with loop.Step on 1 and on 2 replicas (logical CPU devices), the latter also
-with several steps a graph call, and prints the results as JSON; logical devices must be configured before
+with several steps a graph call, and prints the results as JSON (with the gradient functions the traced steps left in
+TensorFlow's global registry); logical devices must be configured before
 TensorFlow starts, hence a process of its own."""
 import json
 
@@ -10,6 +11,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import keras  # noqa: E402
+from tensorflow.python.framework import ops  # noqa: E402
 
 from xtremedistil_tf.train import loop  # noqa: E402
 from xtremedistil_tf.train.trainer import Batching, LossModel  # noqa: E402
@@ -18,6 +20,7 @@ ROWS, GLOBAL_BATCH = 7, 4  # a whole batch, then a partial one of 3 rows split 2
 
 
 def train(strategy, steps_per_execution: int = 1) -> dict:
+    registered = len(ops._gradient_registry.list())
     rng = np.random.default_rng(0)
     table, w = rng.normal(size=(10, 4)).astype("float32"), rng.normal(size=(4,)).astype("float32")
     ids = rng.integers(0, 10, size=(ROWS, 5)).astype("int32")  # repeated rows: sparse gradients summed per row
@@ -41,6 +44,7 @@ def train(strategy, steps_per_execution: int = 1) -> dict:
     loop.run_epoch(step, loop.distribute(strategy, batching.dataset({"input_ids": ids}, seed=0)), description="toy",
                    log_every=0, on_batch=lambda i, loss: losses.append(loss))
     return {"replicas": strategy.num_replicas_in_sync, "losses": losses,
+            "gradient_functions_registered": len(ops._gradient_registry.list()) - registered,
             "embeddings": embedding.embeddings.numpy().tolist(), "v": v.numpy().tolist()}
 
 

@@ -51,6 +51,8 @@ def test_a_train_step_on_two_replicas_updates_as_one_replica():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     one, two, two_in_one_call = json.loads(proc.stdout.rsplit("RESULT", 1)[1])
     assert (one["replicas"], two["replicas"], two_in_one_call["replicas"]) == (1, 2, 2)
+    # The replicas' gradients summed without tf.custom_gradient, which would keep each traced step in memory.
+    assert [r["gradient_functions_registered"] for r in (one, two, two_in_one_call)] == [0, 0, 0]
     assert len(one["losses"]) == len(two["losses"]) == 2
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-6)
     np.testing.assert_allclose(two["embeddings"], one["embeddings"], atol=1e-6)
