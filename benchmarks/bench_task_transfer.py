@@ -15,7 +15,7 @@ Commands (from the repository root):
 
   # 1. the general corpus (training texts of every task here; about a second, 106,516 lines):
   python benchmarks/build_general_corpus.py --output /tmp/xtremedistil-general-corpus.txt
-  # 2. the two baseline rows (about 10 s):
+  # 2. the two baseline rows (about 10 s; --student_shape 6x256x8 for another shape, then random-init only):
   python benchmarks/bench_task_transfer.py --make_baselines /tmp/tt-baselines
   # 3. Distillation runs: see README "Make a general checkpoint" (they write the task-agnostic and task-transfer
   #    folders, and are run under `/usr/bin/time -v ... >> LOG 2>&1` so their wall time and peak RSS can be read).
