@@ -1,7 +1,7 @@
 """Trains a toy LossModel for one epoch with loop.Step on 1 and on 2 replicas (logical CPU devices), the latter also
 with several steps a graph call, and prints the results as JSON (with the gradient functions the traced steps left in
-TensorFlow's global registry); logical devices must be configured before
-TensorFlow starts, hence a process of its own."""
+TensorFlow's global registry); logical devices must be configured before TensorFlow starts, hence a process of its
+own."""
 import json
 
 import numpy as np
