@@ -148,3 +148,66 @@ def test_fit_with_several_steps_a_call_trains_as_one_step_a_call(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert [h["loss"] for h in three.history] == [h["loss"] for h in one.history]
     assert not np.array_equal(seen_one[0], seen_one[1])  # it did train
+
+
+
+class _Both(keras.Model):
+    """A trunk and heads as one model, for the checkpoint."""
+
+    def __init__(self, trunk, heads):
+        super().__init__()
+        self.trunk, self.heads = trunk, list(heads)
+
+
+def _fit_sources(tmp_path, trains: list, *, epochs: int = 2, alone: bool = False):
+    """Trainer.fit on two toy sources (a shared trunk, a head each), `trains` their arrays (None: sits out); with
+    `alone`, the first source through the one-model path instead."""
+    from xtremedistil_tf.train.trainer import Batching, Trainer
+    keras.utils.set_random_seed(3)
+    trunk = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    heads = [keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]) for _ in range(2)]
+
+    class Source(LossModel):
+        def per_example_loss(self, batch, training):
+            x = tf.cast(batch["input_ids"], "float32") / 10.0
+            return tf.square(self.model(trunk(x))[:, 0] - batch["target"])
+
+    models = [Source(head) for head in heads]
+    variables = [trunk.trainable_variables + h.trainable_variables for h in heads]
+    trainer = Trainer(tf.distribute.get_strategy(), seed=1, log_every=0, progress="none")
+    optimizer = loop.make_optimizer(1e-2)
+    common = dict(optimizer=optimizer, checkpoint_dir=str(tmp_path), score=lambda chunk: (0.0, {}), epochs=epochs,
+                  patience=epochs, weights=_Both(trunk, heads))
+    if alone:
+        trainer.fit("toy", models[0], variables=variables[0], batching=Batching(8),
+                    load_chunk=lambda i: {"train": trains[0]}, **common)
+    else:
+        trainer.fit("toy", models, variables=variables, batching=[Batching(8), Batching(8)],
+                    load_chunk=lambda i: {"train": trains}, **common)
+    return trunk.get_weights(), [h.get_weights() for h in heads], int(optimizer.iterations.numpy())
+
+
+def _toy_rows(n, seed):
+    rng = np.random.default_rng(seed)
+    return {"input_ids": rng.integers(1, 10, (n, 4)).astype("int32"), "attention_mask": np.ones((n, 4), "int32"),
+            "token_type_ids": np.zeros((n, 4), "int32"), "target": rng.normal(size=(n,)).astype("float32")}
+
+
+def test_sources_train_interleaved_with_one_optimizer(tmp_path):
+    """Two sources (40 and 24 rows, batches of 8): every epoch runs all 5 + 3 steps through one optimizer, each
+    head trained by its own source; a source that sits out keeps its head, and the other then trains exactly as
+    it does alone through the one-model path (same batches, same updates)."""
+    a, b = _toy_rows(40, 0), _toy_rows(24, 1)
+    _, start_heads, _ = _fit_sources(tmp_path / "start", [a, b], epochs=0)
+    trunk, heads, steps = _fit_sources(tmp_path / "both", [a, b])
+    assert steps == 2 * (5 + 3)
+    for got, start in zip(heads, start_heads):
+        assert not np.array_equal(got[0], start[0])
+    sat_out_trunk, sat_out_heads, sat_out_steps = _fit_sources(tmp_path / "sat-out", [a, None])
+    assert sat_out_steps == 2 * 5
+    for x, y in zip(sat_out_heads[1], start_heads[1]):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(sat_out_trunk[0], trunk[0])  # b's batches moved the shared trunk
+    alone_trunk, alone_heads, _ = _fit_sources(tmp_path / "alone", [a, None], alone=True)
+    for x, y in zip(alone_trunk + alone_heads[0], sat_out_trunk + sat_out_heads[0]):
+        np.testing.assert_array_equal(x, y)

@@ -105,6 +105,12 @@ class DistilConfig(RuntimeConfig, DeployOptions):
     export_encoder: bool = option(False, "also write the student's encoder without a head (the general checkpoint): "
                                          "model_dir/encoder (Hugging Face BertModel + tokenizer), "
                                          "encoder_saved_model/ and encoder_keras/; always on with --task_agnostic")
+    source_tasks: str = option("", "task transfer from several source tasks at once: more sources besides --task, "
+                                   "comma-separated, each PATH or PATH:KIND (KIND: pairwise, ner or a GLUE task "
+                                   "name such as cola or stsb; as --do_pairwise, --do_NER, --glue_task). Each source "
+                                   "gets its own fine-tuned teacher, head and teacher-output cache (model_dir/"
+                                   "sources/); every stage trains on the sources' batches interleaved, stops and "
+                                   "selects on their mean score; the output is the shared encoder")
     # --- extractive question answering (SQuAD)
     do_QA: bool = option(False, "extractive question answering: --task is a folder with SQuAD JSON files (train.json, "
                                 "dev.json, optional test.json) or squad/v1.1 / squad/v2.0 (TFDS); windows of --seq_len "
@@ -169,7 +175,18 @@ class DistilConfig(RuntimeConfig, DeployOptions):
     @property
     def writes_encoder(self) -> bool:
         """Whether the run writes the student's encoder as a general checkpoint."""
-        return self.export_encoder or self.task_agnostic
+        return self.export_encoder or self.task_agnostic or bool(self.source_tasks)
+
+    @property
+    def deploys_student(self) -> bool:
+        """Whether the run writes int8 exports or a cost report of its task student (a run with one task; with
+        several sources the product is the encoder, deployed after run_glue.py fine-tunes it)."""
+        return (self.export_int8 or self.cost_report) and not self.task_agnostic and not self.source_tasks
+
+    @property
+    def sources(self) -> list[SourceTask]:
+        """--source_tasks parsed (the sources besides --task)."""
+        return parse_source_tasks(self.source_tasks)
 
     @property
     def resolved_unfreeze_order(self) -> str:
@@ -268,6 +285,25 @@ class DistilConfig(RuntimeConfig, DeployOptions):
             problems.append(f"--temperature={self.temperature}: must be positive")
         if self.unfreeze_order and sorted(self.unfreeze_order.split(",")) != ["dense", "student"]:
             problems.append(f"--unfreeze_order={self.unfreeze_order!r}: expected 'dense,student' or 'student,dense'")
+        if self.source_tasks:
+            try:
+                sources = self.sources
+            except ConfigError as e:
+                problems.append(f"--source_tasks: {e}")
+            else:
+                if not sources:
+                    problems.append(f"--source_tasks={self.source_tasks!r}: no source task")
+                if len({s.name for s in sources} | {SourceTask(self.task).name}) <= len(sources):
+                    problems.append(f"--source_tasks={self.source_tasks!r}: each source (and --task) needs its own "
+                                    "folder name")
+            if self.task_agnostic or self.do_QA:
+                problems.append("--source_tasks is task transfer from several classification, regression or NER "
+                                "tasks: not with --task_agnostic or --do_QA")
+            if self.mode != "default":
+                problems.append("--source_tasks needs --mode=default (the original release has one task)")
+            if self.export_int8:
+                problems.append("--export_int8 quantizes a task student: with --source_tasks the output is the encoder "
+                                "(fine-tune it with run_glue.py --export_int8)")
         kinds = [f"--{name}" for name in ("do_NER", "do_pairwise", "do_QA") if getattr(self, name)]
         if len(kinds) > 1:
             problems.append(f"{' and '.join(kinds)} cannot be combined")
@@ -341,10 +377,11 @@ class DistilConfig(RuntimeConfig, DeployOptions):
         # NER reads the original's train.tsv or a CoNLL folder's train.txt.
         train_files = ("train.json",) if self.do_QA else ("train.tsv", "train.txt") if self.do_NER else ("train.tsv",)
         if not (self.task_agnostic or is_tfds):  # a task-agnostic run has no task
-            if not fs.isdir(self.task):
-                problems.append(f"--task={self.task}: no such folder")
-            elif not self.glue_task and not any(fs.isfile(fs.join(self.task, f)) for f in train_files):
-                problems.append(f"--task={self.task}: no {' or '.join(train_files)} in the task folder")
+            problems += _task_folder_problems("--task", self.task, train_files, glue_task=self.glue_task)
+        for source in self.sources:
+            problems += _task_folder_problems("--source_tasks", source.task,
+                                              ("train.tsv", "train.txt") if source.do_NER else ("train.tsv",),
+                                              glue_task=source.glue_task)
         for name in ("pt_teacher_checkpoint", "pt_student_checkpoint"):
             value = getattr(self, name)
             looks_like_path = fs.is_remote(value) or value.startswith((".", "/")) or value.strip("/").count("/") > 1
@@ -358,6 +395,53 @@ class DistilConfig(RuntimeConfig, DeployOptions):
                     problems.append(f"--{name}={value}: {err}")
         if problems:
             raise ConfigError("invalid paths:\n  " + "\n  ".join(problems))
+
+
+def _task_folder_problems(flag: str, task: str, train_files: tuple[str, ...], *, glue_task: str) -> list[str]:
+    if not fs.isdir(task):
+        return [f"{flag}={task}: no such folder"]
+    if not glue_task and not any(fs.isfile(fs.join(task, f)) for f in train_files):
+        return [f"{flag}={task}: no {' or '.join(train_files)} in the task folder"]
+    return []
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceTask:
+    """One source task of --source_tasks: its folder and the task flags that read it."""
+    task: str
+    do_pairwise: bool = False
+    do_NER: bool = False
+    glue_task: str = ""
+
+    @property
+    def name(self) -> str:
+        """The folder's name, which names the source's subfolder of model_dir and its metrics."""
+        return fs.basename(self.task.rstrip("/")) or self.task
+
+
+def parse_source_tasks(value: str) -> list[SourceTask]:
+    """`PATH[:KIND],...` as SourceTasks; KIND is pairwise, ner or a GLUE task name (a colon followed by a path, as in
+    gs://, belongs to the path)."""
+    from xtremedistil_tf.data.registry import glue_task_name
+    out = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        path, sep, kind = item.rpartition(":")
+        if not sep or not kind or "/" in kind:
+            path, kind = item, ""
+        if not path:
+            raise ConfigError(f"{item!r}: expected PATH or PATH:KIND")
+        if kind.lower() == "pairwise":
+            out.append(SourceTask(path, do_pairwise=True))
+        elif kind.lower() == "ner":
+            out.append(SourceTask(path, do_NER=True))
+        elif kind:
+            try:
+                out.append(SourceTask(path, glue_task=glue_task_name(kind)))
+            except ConfigError as e:
+                raise ConfigError(f"{item!r}: KIND is pairwise, ner or a GLUE task ({e})") from None
+        else:
+            out.append(SourceTask(path))
+    return out
 
 
 def _writable(folder: str) -> Optional[str]:

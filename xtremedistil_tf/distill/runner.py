@@ -59,13 +59,14 @@ class Distillation:
         self.recorder: Recorder = NoRecorder()
 
     # ------------------------------------------------------------------------------------------------ set-up
-    def setup(self):
-        """Validates flags and paths, sets up the runtime and the run folder, checks a rerun's flags and the
-        teacher's shapes (cheap checks first, before any data or weights load), and loads the progress state."""
+    def setup(self, runtime: tuple | None = None):
+        """Validates flags and paths, sets up the runtime (or takes another run's: (strategy, chief, trim)) and the
+        run folder, checks a rerun's flags and the teacher's shapes (cheap checks first, before any data or weights
+        load), and loads the progress state."""
         c = self.config
         c.validate_flags()
         c.validate_paths()
-        self.strategy, self.chief, self.trim = c.set_up()
+        self.strategy, self.chief, self.trim = runtime or c.set_up()
         self.replicas = self.strategy.num_replicas_in_sync
         model_dir = c.model_dir if self.chief else tempfile.mkdtemp(prefix="xtremedistil-worker-")
         self.folder = RunFolder(model_dir, chief=self.chief)
@@ -208,8 +209,7 @@ class Distillation:
                     fs.rmtree(fs.join(self.teacher_dir, "checkpoint"))
         self._validate_teacher(self.teacher.encoder)
         if self.state.get("teacher") is None:
-            self.state["teacher"] = {split: self.evaluate(self.teacher, split) for split in ("dev", "test")
-                                     if split in self.arrays}
+            self.state["teacher"] = self.scores(self.teacher)
             self._save_state()
             for split, m in self.state["teacher"].items():
                 self.recorder.scalars(f"teacher/final/{split}", m, step=0)
@@ -297,6 +297,19 @@ class Distillation:
             self._logit_fns[id(model)] = lambda b: {"logits": model(b, training=False)["logits"]}
         return self._logit_fns[id(model)]
 
+    def scores(self, model) -> dict[str, dict[str, float]]:
+        """`model`'s (this run's teacher or student) metrics on each labelled split."""
+        return {split: self.evaluate(model, split) for split in ("dev", "test") if split in self.arrays}
+
+    def selection_metric(self) -> str:
+        """The dev metric that selects the stage whose weights are kept."""
+        return main_metric(self.kind, self.task.glue_task)
+
+    @property
+    def checkpointed(self):
+        """The model whose weights stage checkpoints and the selected weights hold: the student."""
+        return self.student
+
     def _dev_score(self, model):
         """The dev score that stops training (the policy's stopping metric) and every dev metric."""
         m = self.evaluate(model, "dev")
@@ -311,8 +324,9 @@ class Distillation:
         return float(np.mean(out["loss"]))
 
     # ------------------------------------------------------------------------------------------------ the student
-    def prepare_student(self):
-        """The teacher-output cache, the student and the stage plan (after prepare_teacher)."""
+    def prepare_student(self, encoder=None):
+        """The teacher-output cache, the student and the stage plan (after prepare_teacher); `encoder`: another
+        run's student encoder, which this student shares (several source tasks)."""
         c = self.config
         num_labels = len(self.label_names) if self.label_names else 1
         with self.strategy.scope():
@@ -320,7 +334,7 @@ class Distillation:
                                          teacher_hidden_size=self.teacher.encoder.hidden_size,
                                          teacher_word_embeddings=self.teacher_word_embeddings,
                                          pad_token_id=self.tokenizer.pad_token_id or 0,
-                                         teacher_encoder=self.teacher.encoder)
+                                         teacher_encoder=self.teacher.encoder, encoder=encoder)
         if c.pt_student_checkpoint:  # the teacher's tokenizer feeds the student too
             check_vocabulary(self.tokenizer, self.student.encoder.vocab_size, where=c.pt_student_checkpoint,
                              model="this student checkpoint (fed by the teacher's tokenizer)")
@@ -477,7 +491,7 @@ class Distillation:
         if not (self.policy.carry_best_across_logit_stages and stage.loss == "logits" and not first_of_kind
                 and str(prev) in done):
             return None
-        ckpt = PhaseCheckpoint(self.folder.stage_checkpoint(f"stage-{prev}"), self.student, None)
+        ckpt = PhaseCheckpoint(self.folder.stage_checkpoint(f"stage-{prev}"), self.checkpointed, None)
         snaps = ckpt.restore()[1] if ckpt.exists() else {}
         if snaps.get("phase_best") is None:
             return None
@@ -490,7 +504,7 @@ class Distillation:
         last_done = max((int(k) for k in done), default=0)
         self.recorder.step = 0  # the stages' curves on one axis, the teacher's on its own
         if last_done:
-            saved, _ = PhaseCheckpoint(self.folder.stage_checkpoint(f"stage-{last_done}"), self.student,
+            saved, _ = PhaseCheckpoint(self.folder.stage_checkpoint(f"stage-{last_done}"), self.checkpointed,
                                        None).restore()
             self.recorder.step = saved.get("global_step", 0)
             logging.info("resuming after stage %d", last_done)
@@ -504,9 +518,7 @@ class Distillation:
                       "phase_best": result.best_score, "history": result.history,
                       "train_loss_before": loss_before, "train_loss_after": loss_after}
             if stage.loss != "representation":
-                for split in ("dev", "test"):
-                    if split in self.arrays:
-                        record[split] = self.evaluate(self.student, split)
+                record.update(self.scores(self.student))
                 self._select(stage, record)
             logging.info("%s done in %.1f s: %s", stage.name, time.time() - t0,
                          {k: v for k, v in record.items() if k in ("dev", "test")})
@@ -521,13 +533,13 @@ class Distillation:
 
     def _select(self, stage: Stage, record: dict):
         """Keeps the best stage's weights, by the policy's split and tie rule."""
-        metric = main_metric(self.kind, self.task.glue_task)
+        metric = self.selection_metric()
         split = self.policy.selection_split_of(record)
         value = record[split][metric]
         best = self.state.get("selected")
         if self.policy.selection_better(value, None if best is None else best["score"]):
             self.state["selected"] = {"stage": stage.index, "split": split, "metric": metric, "score": value}
-            self.folder.save_selected(self.student)
+            self.folder.save_selected(self.checkpointed)
 
     # ------------------------------------------------------------------------------------------------ outputs
     def finish(self) -> dict:
@@ -535,8 +547,8 @@ class Distillation:
         returns the run's metrics."""
         c = self.config
         if self.state.get("selected") is not None:
-            self.folder.load_selected(self.student)
-        final = {split: self.evaluate(self.student, split) for split in ("dev", "test") if split in self.arrays}
+            self.folder.load_selected(self.checkpointed)
+        final = self.scores(self.student)
         for split, m in final.items():
             self.recorder.scalars(f"student/final/{split}", m, step=len(self.plan))
         metrics = outputs.run_metrics(self.state, final, c.mode)
@@ -550,7 +562,7 @@ class Distillation:
             if c.writes_encoder:
                 outputs.write_encoder(self.folder, self.student.encoder, tokenizer=self.tokenizer,
                                       export_saved_model=c.export_saved_model)
-            if not c.task_agnostic and (c.export_int8 or c.cost_report):
+            if c.deploys_student:
                 deploy(self, metrics)
                 io.write_json(self.folder.path(METRICS_FILE), metrics)
             self.state["finished"] = True
@@ -561,4 +573,7 @@ class Distillation:
 
 def run_distillation(config: DistilConfig) -> dict:
     """Runs (or resumes, or reports) the distillation `config` describes; returns its metrics."""
+    if config.source_tasks:
+        from xtremedistil_tf.distill.multi_source import MultiSourceDistillation
+        return MultiSourceDistillation(config).run()
     return Distillation(config).run()

@@ -178,17 +178,19 @@ def pca_compress(matrix: np.ndarray, width: int) -> np.ndarray:
 
 def build_student(config, *, vocab_size: int, num_labels: int, teacher_hidden_size: int,
                   teacher_word_embeddings: np.ndarray | None, pad_token_id: int = 0, dtype=None,
-                  teacher_encoder: Encoder | None = None) -> Student:
+                  teacher_encoder: Encoder | None = None, encoder: Encoder | None = None) -> Student:
     """The student from flags: from scratch, from pt_student_checkpoint or from the teacher's layers
-    (`teacher_encoder`, with --student_init_from_teacher_layers), with compressed word embeddings."""
+    (`teacher_encoder`, with --student_init_from_teacher_layers), with compressed word embeddings; or around
+    `encoder`, an existing student encoder it shares (as it is: no initialisation)."""
     from xtremedistil_tf.convert.hf import load_hf_encoder
-    if config.pt_student_checkpoint:
+    shared = encoder is not None
+    if not shared and config.pt_student_checkpoint:
         encoder = load_hf_encoder(config.pt_student_checkpoint, name="student", dtype=dtype).encoder
         if encoder.architecture != "bert":
             from xtremedistil_tf.errors import ConfigError
             raise ConfigError(f"--pt_student_checkpoint={config.pt_student_checkpoint}: the student must be a BERT "
                               f"model, found {encoder.architecture}")
-    else:
+    elif not shared:
         shape = dict(intermediate_size=config.student_intermediate_size, hidden_act="gelu",
                      max_position_embeddings=512, type_vocab_size=2)
         if config.init_layers:  # the teacher's blocks bring their FFN size, activation and position table
@@ -213,6 +215,8 @@ def build_student(config, *, vocab_size: int, num_labels: int, teacher_hidden_si
     student.build()
     for block in encoder.transformer_layers:
         block.attention.return_dropped_probs = config.policy.attentions_after_dropout
+    if shared:
+        return student
     if config.compress and not config.word_embeddings_compressed:
         logging.warning("--compress_word_embedding%s has no effect on a from-scratch student in %s mode, as in the "
                         "original release (its build replaced the PCA matrix); the default mode applies it",

@@ -178,13 +178,47 @@ def run_epoch(step: Step, dataset: Iterable, *, description: str, log_every: int
     number of steps when known (a distributed dataset may not tell: see `Batching.steps`), gives it an end and an
     ETA. `on_batch(index, loss)` is called after every step with that step's loss. A `Step` with
     `steps_per_execution` > 1 runs that many steps a call; their losses are then reported together."""
-    progress = make_progress("log", log_every=log_every) if progress is None else progress
-    total_loss, count = 0.0, 0
     if isinstance(step, Step):
         step.bind(dataset)
+    return _mean_loss(_losses(step, dataset), description=description, log_every=log_every, on_batch=on_batch,
+                      total=total, progress=progress)
+
+
+def interleaved_order(counts: list[int], seed: int) -> np.ndarray:
+    """Which source each step of an interleaved epoch draws from: every source's `counts[i]` batches once, in a
+    seeded random order (so sources mix in proportion to their size, and a resumed epoch repeats the order)."""
+    order = np.repeat(np.arange(len(counts)), counts)
+    np.random.RandomState(seed % (2**32)).shuffle(order)
+    return order
+
+
+def run_interleaved_epoch(steps: list[Step], datasets: list, order: np.ndarray, *, description: str,
+                          log_every: int = 50, on_batch: Callable[[int, float], None] | None = None,
+                          progress: Progress | None = None) -> float:
+    """One pass over several sources' datasets, step `i` drawing its batch from `datasets[order[i]]` and training
+    with `steps[order[i]]` (one compiled step per source: their batches and losses differ in shape); returns the
+    mean loss, as run_epoch. Each step runs one batch a call."""
+    for step, dataset in zip(steps, datasets):
+        if dataset is not None and isinstance(step, Step):
+            step.bind(dataset)
+
+    def losses():
+        iterators = [None if d is None else iter(d) for d in datasets]
+        for source in order:
+            yield float(steps[source](next(iterators[source])))
+
+    return _mean_loss(losses(), description=description, log_every=log_every, on_batch=on_batch,
+                      total=len(order), progress=progress)
+
+
+def _mean_loss(losses: Iterable[float], *, description: str, log_every: int, on_batch, total: int | None,
+               progress: Progress | None) -> float:
+    """Consumes one pass's step losses, reporting progress; their mean. Raises NonFiniteLossError."""
+    progress = make_progress("log", log_every=log_every) if progress is None else progress
+    total_loss, count = 0.0, 0
     progress.start(total, description)
     try:
-        for i, loss in enumerate(_losses(step, dataset)):
+        for i, loss in enumerate(losses):
             if not math.isfinite(loss):
                 raise NonFiniteLossError(f"{description}: loss is {loss} at step {i + 1}; stopping (the last good "
                                          "checkpoint is kept). Try a lower learning rate, or --opt_policy=float32.")

@@ -52,9 +52,11 @@ class PhaseResult:
 def _size(data) -> dict:
     """Training examples and real (unpadded) tokens of a chunk, so the history gives examples and tokens a second."""
     train = data.get("train") if isinstance(data, dict) else None
-    if not isinstance(train, dict) or "attention_mask" not in train:
+    parts = [t for t in (train if isinstance(train, list) else [train]) if t is not None]  # a list: several sources
+    if not parts or not all(isinstance(t, dict) and "attention_mask" in t for t in parts):
         return {}
-    return {"examples": int(len(train["attention_mask"])), "tokens": int(np.sum(train["attention_mask"]))}
+    return {"examples": sum(int(len(t["attention_mask"])) for t in parts),
+            "tokens": sum(int(np.sum(t["attention_mask"])) for t in parts)}
 
 
 def _finite(x: float) -> float | None:

@@ -189,31 +189,58 @@ class Trainer:
         self.progress = progress
         self.recorder = recorder if recorder is not None else NoRecorder()
 
-    def fit(self, name: str, model: LossModel, *, variables: list, optimizer: keras.optimizers.Optimizer,
-            batching: Batching, checkpoint_dir: str, load_chunk: Callable[[int], dict], score: Callable[[Any], tuple],
-            epochs: int, patience: int, num_chunks: int = 1, rule: StoppingRule = StoppingRule(),
-            cross_chunk: bool = False, carried=None, stream: int = 0) -> PhaseResult:
+    def fit(self, name: str, model: LossModel | list[LossModel], *, variables: list,
+            optimizer: keras.optimizers.Optimizer, batching: Batching | list[Batching], checkpoint_dir: str,
+            load_chunk: Callable[[int], dict], score: Callable[[Any], tuple], epochs: int, patience: int,
+            num_chunks: int = 1, rule: StoppingRule = StoppingRule(), cross_chunk: bool = False, carried=None,
+            stream: int = 0, weights: keras.Model | None = None) -> PhaseResult:
         """Trains `model` on `variables` over `num_chunks` chunks (`load_chunk(i)` gives a dict whose "train"
         arrays are trained on; `score(chunk)` gives (higher-is-better score, metrics)) with early stopping and
-        a checkpoint after every epoch; leaves the model holding the phase's final weights."""
-        loop.build_optimizer(optimizer, variables, self.strategy)
-        model.configure(optimizer=optimizer, variables=variables, global_batch_size=batching.global_batch_size,
-                        jit_compile=self.jit_compile, mean_over_real_size=batching.mean_over_real_size)
-        step = loop.Step(self.strategy, model, self.steps_per_execution)
-        weights = model.model
+        a checkpoint after every epoch; leaves the model holding the phase's final weights.
+
+        Several sources at once (multi-task training): `model` is a list of LossModels (one per source, sharing
+        layers), `variables` and `batching` lists of their variables and batchings (one global batch size), "train" a
+        list of their arrays (None: the source sits the chunk out), `weights` a model holding them all (what is
+        checkpointed); each epoch's batches of every source are interleaved (`loop.interleaved_order`) and one
+        optimizer updates them all."""
+        several = isinstance(model, (list, tuple))
+        models, groups = (list(model), list(variables)) if several else ([model], [variables])
+        batchings = list(batching) if several else [batching]
+        if len({b.global_batch_size for b in batchings}) != 1 or not len(models) == len(groups) == len(batchings):
+            raise ValueError("fit: one variable list and one batching per model, with one global batch size")
+        batching = batchings[0]
+        union = []
+        for group in groups:
+            union += [v for v in group if all(v is not u for u in union)]
+        loop.build_optimizer(optimizer, union, self.strategy)
+        for m, group, b in zip(models, groups, batchings):
+            m.configure(optimizer=optimizer, variables=group, global_batch_size=b.global_batch_size,
+                        jit_compile=self.jit_compile, mean_over_real_size=b.mean_over_real_size)
+        steps = [loop.Step(self.strategy, m, 1 if several else self.steps_per_execution) for m in models]
+        weights = weights if weights is not None else models[0].model
         curves = StepScalars(self.recorder, name, global_batch_size=batching.global_batch_size,
                              learning_rate=lambda: current_learning_rate(optimizer)) if self.recorder.enabled else None
 
         def train_epoch(chunk_data, chunk, epoch):
             seed = unit_seed(self.seed, stream, chunk, epoch)
             reseed_dropout(weights, seed)
-            rows = len(chunk_data["train"]["input_ids"])
-            ds = loop.distribute(self.strategy, batching.dataset(chunk_data["train"], seed))
+            trains = chunk_data["train"] if several else [chunk_data["train"]]
+            sizes = [0 if t is None else len(t["input_ids"]) for t in trains]
+            # A source's batch order: the epoch's seed, the source's index mixed in after the first.
+            datasets = [None if not n else loop.distribute(
+                self.strategy, batchings[i].dataset(t, seed if i == 0 else unit_seed(seed, i)))
+                for i, (t, n) in enumerate(zip(trains, sizes))]
             if curves is not None:
-                curves.start_epoch(rows)
-            loss = loop.run_epoch(step, ds, description=f"{name} chunk {chunk} epoch {epoch + 1}",
-                                  total=batching.steps(rows), on_batch=curves,
-                                  progress=make_progress(self.progress, log_every=self.log_every))
+                curves.start_epoch(sum(sizes))
+            description = f"{name} chunk {chunk} epoch {epoch + 1}"
+            progress = make_progress(self.progress, log_every=self.log_every)
+            if several:
+                order = loop.interleaved_order([b.steps(n) if n else 0 for b, n in zip(batchings, sizes)], seed)
+                loss = loop.run_interleaved_epoch(steps, datasets, order, description=description, on_batch=curves,
+                                                  progress=progress)
+            else:
+                loss = loop.run_epoch(steps[0], datasets[0], description=description, total=batching.steps(sizes[0]),
+                                      on_batch=curves, progress=progress)
             if curves is not None:
                 curves.end_epoch()
             return loss

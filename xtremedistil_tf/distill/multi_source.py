@@ -1,0 +1,222 @@
+"""Task transfer from several source tasks at once (--source_tasks): one student encoder, a head per source.
+
+Each source is a `Distillation` of its own in model_dir/sources/<name> (its task, fine-tuned teacher, head and
+teacher-output cache, all resumable); --task is the first source and owns the run's state, stage checkpoints and
+outputs. The sources share the stage plan: every stage trains each source's losses on that source's batches,
+interleaved in one epoch (`loop.interleaved_order`, one compiled step per source, one optimizer), and stops and
+selects on the sources' mean. Validation losses are each source's held-out tail of its first chunk, so chunks
+compare; the augmentation corpus goes with --task's teacher. The output is the shared encoder (model_dir/encoder),
+the general checkpoint; each source's task student is written in its folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+from absl import logging
+
+from xtremedistil_tf import fs
+from xtremedistil_tf.distill.config import DistilConfig, SourceTask
+from xtremedistil_tf.distill.data import split_tail
+from xtremedistil_tf.distill.plan import Stage
+from xtremedistil_tf.distill import outputs
+from xtremedistil_tf.distill.runner import Distillation
+from xtremedistil_tf.errors import ConfigError
+from xtremedistil_tf.metrics import main_metric
+from xtremedistil_tf.train import loop
+
+SOURCE_MEAN = "source_mean"
+
+
+def source_configs(config: DistilConfig) -> list[DistilConfig]:
+    """The config of each --source_tasks source: --task's flags with the source's task, its training texts as its
+    transfer set, its own folder and teacher, and no deployment outputs."""
+    out = []
+    for source in config.sources:
+        out.append(dataclasses.replace(
+            config, task=source.task, do_pairwise=source.do_pairwise, do_NER=source.do_NER,
+            glue_task=source.glue_task, transfer_file="", augmentation_file="", source_tasks="",
+            model_dir=fs.join(config.model_dir, "sources", source.name), teacher_model_dir="", export_encoder=False,
+            export_int8=False, cost_report=False))
+    return out
+
+
+class SourceStudents(keras.Model):
+    """The sources' students (one shared encoder, a head each) as one model, so one checkpoint holds them all."""
+
+    def __init__(self, students: list, **kwargs):
+        super().__init__(**kwargs)
+        self.students = list(students)
+
+
+class MultiSourceDistillation(Distillation):
+    """A run of run_distillation.py with --source_tasks: --task (this run) and the extra sources (`extras`)."""
+
+    def __init__(self, config: DistilConfig):
+        super().__init__(config)
+        self.extras = [Distillation(c) for c in source_configs(config)]
+
+    @property
+    def runs(self) -> list[Distillation]:
+        """Every source's run, --task's first."""
+        return [self] + self.extras
+
+    @staticmethod
+    def source_name(run: Distillation) -> str:
+        """The source's name in metrics: its task folder's name."""
+        return SourceTask(run.config.task).name
+
+    # ------------------------------------------------------------------------------------------------ set-up
+    def setup(self, runtime=None):
+        super().setup(runtime)
+        for run in self.extras:
+            run.setup((self.strategy, self.chief, self.trim))
+
+    def load_data(self):
+        super().load_data()
+        for run in self.extras:
+            run.load_data()
+        logging.info("source tasks: %s", ", ".join(f"{self.source_name(r)} ({r.kind}, {len(r.arrays['train']['input_ids'])} "
+                                                  "training examples)" for r in self.runs))
+
+    def prepare_teacher(self):
+        """Each source's teacher (fine-tuned, saved and scored in its own folder); the run's teacher scores are
+        the sources' together."""
+        for run in self.extras:
+            run.prepare_teacher()
+            run.folder.save_config(run.config, teacher_hidden_size=run.teacher.encoder.hidden_size,
+                                   label_list=list(run.label_names or []))
+        super().prepare_teacher()  # scores every source's teacher (see `scores`)
+
+    def prepare_student(self, encoder=None):
+        """This run's student, then a student per extra source around the same encoder; their plans must match."""
+        super().prepare_student()
+        for run in self.extras:
+            run.prepare_student(encoder=self.student.encoder)
+            shape = [(s.loss, s.trainable) for s in run.plan]
+            if shape != [(s.loss, s.trainable) for s in self.plan]:
+                raise ConfigError(f"--source_tasks: the stage plan of {run.config.task} differs from --task's")
+        self.students = SourceStudents([r.student for r in self.runs], name="source_students")
+
+    @property
+    def checkpointed(self):
+        """Every source's student (shared encoder, heads), checkpointed together."""
+        return self.students
+
+    # ------------------------------------------------------------------------------------------------ scores
+    def _together(self, per_source: dict[str, dict]) -> dict[str, dict[str, float]]:
+        """Per-source {split: metrics} as one {split: {"<source>/<metric>": value}}, with the mean of the sources'
+        main metrics (`source_mean`) where every source has the split."""
+        metric_of = {self.source_name(r): main_metric(r.kind, r.task.glue_task) for r in self.runs}
+        out = {}
+        for split in ("dev", "test"):
+            flat = {f"{name}/{k}": v for name, scores in per_source.items() for k, v in scores.get(split, {}).items()}
+            mains = [scores[split][metric_of[name]] for name, scores in per_source.items() if split in scores]
+            if len(mains) == len(self.runs):
+                flat = {SOURCE_MEAN: float(np.mean(mains)), **flat}
+            if flat:
+                out[split] = flat
+        return out
+
+    def scores(self, model) -> dict[str, dict[str, float]]:
+        """The sources' students' scores together (`model` is this run's student or teacher: the sources' own are
+        scored with it)."""
+        teacher = model is self.teacher
+        return self._together({self.source_name(r): Distillation.scores(r, r.teacher if teacher else r.student)
+                               for r in self.runs})
+
+    def selection_metric(self) -> str:
+        return SOURCE_MEAN
+
+    def _mean_dev_score(self):
+        """The mean of the sources' stopping metrics on dev, and every source's dev metrics."""
+        values, metrics = [], {}
+        for run in self.runs:
+            value, m = run._dev_score(run.student)
+            values.append(value)
+            metrics.update({f"{self.source_name(run)}/{k}": v for k, v in m.items()})
+        return float(np.mean(values)), {SOURCE_MEAN: float(np.mean(values)), **metrics}
+
+    # ------------------------------------------------------------------------------------------------ stages
+    def run_stage(self, stage: Stage, carried):
+        """Trains one stage on every source's batches, interleaved, with one optimizer; returns (fit result, mean
+        sample loss before, after)."""
+        c = self.config
+        runs = self.runs
+        stages = [r.plan[stage.index - 1] for r in runs]
+        variables = [r.stage_variables(s) for r, s in zip(runs, stages)]
+        with self.strategy.scope():
+            optimizer = loop.make_optimizer(c.student_lr, epsilon=1e-8)
+        distillers = [r.distiller(s) for r, s in zip(runs, stages)]
+        logging.info("%s on %d sources, interleaved", stage.describe(), len(runs))
+        samples = [r._loss_sample(s) for r, s in zip(runs, stages)]
+
+        def sample_loss():
+            return float(np.mean([r.eval_loss(d, x) for r, d, x in zip(runs, distillers, samples)]))
+
+        pending = self.state.setdefault("loss_before", {})
+        if str(stage.index) not in pending:
+            pending[str(stage.index)] = sample_loss()
+            self._save_state()
+        common = dict(variables=variables, optimizer=optimizer, checkpoint_dir=self.folder.stage_checkpoint(stage.name),
+                      patience=c.patience, rule=self.policy.stopping_rule, stream=stage.index, weights=self.students)
+        if stage.loss == "labels":
+            result = self.trainer.fit(stage.name, distillers, batching=[r.batching(c.student_ft_batch_size) for r in runs],
+                                      load_chunk=lambda _: {"train": [r.arrays["train"] for r in runs]},
+                                      score=lambda _: self._mean_dev_score(), epochs=c.ft_epochs, **common)
+            return result, pending[str(stage.index)], sample_loss()
+
+        use_dev = stage.loss == "logits" and self.policy.logits_validated_on_dev
+        cut = self.policy.validation_cut
+        validation = []
+        for r, s in zip(runs, stages):
+            if s.loss == "representation" and r.data.augmentation:
+                validation.append(r._mixed_validation())
+            else:
+                first = r.stage_chunk(s, 0)
+                validation.append(split_tail(first, cut(len(first["input_ids"])))[1])
+
+        def load_chunk(index):
+            trains = []
+            for r, s in zip(runs, stages):
+                if index >= r.num_stage_chunks(s):
+                    trains.append(None)  # a source with fewer chunks sits the rest out
+                    continue
+                data = r.stage_chunk(s, index)
+                trains.append(data if use_dev else split_tail(data, cut(len(data["input_ids"])))[0])
+            return {"train": trains}
+
+        def score(_):
+            if use_dev:
+                return self._mean_dev_score()
+            losses = {self.source_name(r): r.eval_loss(d, v) for r, d, v in zip(runs, distillers, validation)}
+            mean = float(np.mean(list(losses.values())))
+            return -mean, {"val_loss": mean, **{f"{name}/val_loss": v for name, v in losses.items()}}
+
+        result = self.trainer.fit(stage.name, distillers,
+                                  batching=[r.batching(c.student_distil_batch_size) for r in runs],
+                                  load_chunk=load_chunk, score=score, epochs=c.distil_epochs,
+                                  num_chunks=max(r.num_stage_chunks(s) for r, s in zip(runs, stages)),
+                                  cross_chunk=True, carried=carried, **common)
+        return result, pending[str(stage.index)], sample_loss()
+
+    # ------------------------------------------------------------------------------------------------ outputs
+    def finish(self) -> dict:
+        """The selected weights, scored per source; the shared encoder and each extra source's task student
+        written (--task's where the single-task run writes it)."""
+        metrics = super().finish()
+        if self.chief:
+            for run in self.extras:
+                final = Distillation.scores(run, run.student)
+                outputs.write_outputs(run.folder, run.student, {"teacher": run.state.get("teacher"), "final": final},
+                                      label_names=run.label_names, kind=run.kind, tokenizer=run.tokenizer,
+                                      export_hf=run.config.export_hf, export_saved_model=False)
+        return metrics
+
+    def run(self) -> dict:
+        try:
+            return super().run()
+        finally:
+            for run in self.extras:
+                run.recorder.close()
