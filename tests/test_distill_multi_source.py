@@ -6,14 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from distill_helpers import POSITIVE, NEGATIVE, config, make_task, make_teacher
-from test_distill_ner import conll_folder
+from distill_helpers import (NEGATIVE, POSITIVE, assert_same_encoder, check_encoder_export, config, conll_folder,
+                             crash_then_resume, make_task, make_teacher)
 
 pytest.importorskip("torch")
 
 from xtremedistil_tf.distill.config import parse_source_tasks, SourceTask  # noqa: E402
 from xtremedistil_tf.distill.multi_source import MultiSourceDistillation  # noqa: E402
-from xtremedistil_tf.distill.runner import Distillation, run_distillation  # noqa: E402
+from xtremedistil_tf.distill.runner import run_distillation  # noqa: E402
 from xtremedistil_tf.distill.teacher import has_saved_teacher  # noqa: E402
 from xtremedistil_tf.errors import ConfigError  # noqa: E402
 from xtremedistil_tf.train import loop  # noqa: E402
@@ -96,27 +96,12 @@ def test_sources_train_interleaved_resume_after_a_crash_and_export_the_shared_en
     assert metrics["selected_stage"]["metric"] == "source_mean"
     assert set(metrics["teacher"]["dev"]) >= {"source_mean", "names/f1"}
     assert json.loads((whole / "encoder" / "config.json").read_text())["architectures"] == ["BertModel"]
+    check_encoder_export(str(whole / "encoder"))  # transformers loads every weight and reproduces ours
     assert (whole / "sources" / "names" / "xtremedistil.weights.h5").exists()
 
     broken = root / "broken"
-    original = Distillation.stage_chunk
-    calls = {"n": 0}
-
-    def crash_in_a_later_stage(self, stage, index):
-        if stage.index == 3:
-            calls["n"] += 1
-            if calls["n"] == 4:
-                raise KeyboardInterrupt("simulated crash")
-        return original(self, stage, index)
-
-    monkeypatch.setattr(Distillation, "stage_chunk", crash_in_a_later_stage)
-    with pytest.raises(KeyboardInterrupt):
-        run_distillation(_config(setup, broken))
-    monkeypatch.setattr(Distillation, "stage_chunk", original)
-    assert not (broken / "encoder").exists()
-    resumed = run_distillation(_config(setup, broken))
+    # crash on the 4th chunk read of stage 3: the loss sample and validation, chunk 0, then chunk 1
+    resumed = crash_then_resume(monkeypatch, lambda: run_distillation(_config(setup, broken)), broken, crash_at=4,
+                                stage_index=3)
     assert resumed["final"] == metrics["final"]
-    from safetensors.numpy import load_file
-    a, b = load_file(whole / "encoder" / "model.safetensors"), load_file(broken / "encoder" / "model.safetensors")
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert_same_encoder(whole / "encoder", broken / "encoder")

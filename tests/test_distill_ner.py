@@ -2,33 +2,14 @@
 `conll2003` (mocked), with the tiny teacher of tests/tiny_setup.py."""
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tiny_setup
+from distill_helpers import NER_ENTITIES, NER_WORDS, conll_folder
 
 from xtremedistil_tf import io
-
-WORDS = "the movie was seen in by with and a city river old new big small".split()
-ENTITIES = {"john": "PER", "mary": "PER", "paris": "LOC", "london": "LOC", "google": "ORG"}
-
-
-def conll_folder(folder: Path, *, seed: int = 0) -> Path:
-    rng = random.Random(seed)
-    folder.mkdir(parents=True)
-    for split, n in (("train", 60), ("dev", 16), ("test", 16)):
-        lines = ["-DOCSTART- -X- O O", ""]
-        for _ in range(n):
-            words = [rng.choice(WORDS) for _ in range(rng.randint(3, 8))]
-            words.insert(rng.randrange(len(words) + 1), rng.choice(sorted(ENTITIES)))
-            for w in words:
-                lines.append(f"{w} NN O {'B-' + ENTITIES[w] if w in ENTITIES else 'O'}")
-            lines.append("")
-        (folder / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder
-
 
 def run(setup: dict, model_dir: Path, **flags) -> dict:
     from xtremedistil_tf.distill.config import DistilConfig
@@ -58,7 +39,7 @@ def test_ner_from_tfds_conll2003(tmp_path, teacher):
     import tensorflow as tf
     import tensorflow_datasets as tfds
     rng = np.random.default_rng(0)
-    words = np.array([w.encode() for w in WORDS + sorted(ENTITIES)], dtype=object)
+    words = np.array([w.encode() for w in NER_WORDS + sorted(NER_ENTITIES)], dtype=object)
 
     def rows(n):
         out = []
@@ -66,7 +47,7 @@ def test_ner_from_tfds_conll2003(tmp_path, teacher):
             k = int(rng.integers(3, 9))
             ids = rng.integers(0, len(words), k)
             out.append({"tokens": words[ids], "pos": np.ones(k, np.int64), "chunks": np.ones(k, np.int64),
-                        "ner": np.where(ids >= len(WORDS), 1, 0).astype(np.int64)})  # 1: B-PER in TFDS' tags
+                        "ner": np.where(ids >= len(NER_WORDS), 1, 0).astype(np.int64)})  # 1: B-PER in TFDS' tags
         return out
 
     def as_dataset(self, *args, split=None, **kwargs):

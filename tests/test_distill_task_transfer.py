@@ -1,12 +1,12 @@
 """Task-agnostic and task-transfer distillation on tiny models: they finish, resume after a crash to the same
 weights, and export an encoder (the general checkpoint) that transformers loads and reproduces."""
 import json
-import os
 
 import numpy as np
 import pytest
 
-from distill_helpers import POSITIVE, NEGATIVE, config, make_task, make_teacher
+from distill_helpers import (NEGATIVE, POSITIVE, assert_same_encoder, check_encoder_export, config, crash_then_resume,
+                             make_task, make_teacher)
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -40,29 +40,6 @@ def _agnostic(setup, model_dir, **overrides):
     return c
 
 
-def _encoder_weights(folder):
-    from safetensors.numpy import load_file
-    return load_file(os.path.join(folder, "model.safetensors"))
-
-
-def _check_encoder_export(folder, seq=12):
-    """transformers loads the encoder folder with every weight present and gives our hidden states (1e-4)."""
-    from xtremedistil_tf.convert.export import load_keras
-    model, info = transformers.BertModel.from_pretrained(folder, output_loading_info=True)
-    assert not info["missing_keys"] and not info["unexpected_keys"], info
-    tok = transformers.AutoTokenizer.from_pretrained(folder)
-    enc = tok(["a gripping , funny and moving film", "dull"], padding="max_length", max_length=seq,
-              return_tensors="np")
-    arrays = {k: enc[k].astype("int32") for k in ("input_ids", "attention_mask", "token_type_ids")}
-    with torch.no_grad():
-        theirs = model.eval()(**{k: torch.tensor(v, dtype=torch.long) for k, v in arrays.items()})
-    ours = load_keras(folder + "_keras")(arrays, training=False)
-    real = arrays["attention_mask"].astype(bool)
-    np.testing.assert_allclose(ours["sequence_output"].numpy()[real], theirs.last_hidden_state.numpy()[real],
-                               atol=1e-4)
-    np.testing.assert_allclose(ours["pooled_output"].numpy(), theirs.pooler_output.numpy(), atol=1e-4)
-
-
 def test_task_agnostic_run_resumes_after_a_crash_and_exports_a_general_checkpoint(setup, monkeypatch):
     root = setup[0]
     whole = root / "agnostic-whole"
@@ -71,28 +48,12 @@ def test_task_agnostic_run_resumes_after_a_crash_and_exports_a_general_checkpoin
     stage = metrics["stages"]["1"]
     assert stage["train_loss_after"] < stage["train_loss_before"]
     assert not (whole / "xtremedistil.weights.h5").exists()  # no task head to write
-    _check_encoder_export(str(whole / "encoder"))
+    check_encoder_export(str(whole / "encoder"))
 
     broken = root / "agnostic-broken"
-    original = Distillation.stage_chunk
-    calls = {"n": 0}
-
-    def crash_on_third_chunk(self, stage, index):
-        calls["n"] += 1
-        if calls["n"] == 4:  # the loss sample, chunk 0, chunk 1, then the crash on chunk 2
-            raise KeyboardInterrupt("simulated crash")
-        return original(self, stage, index)
-
-    monkeypatch.setattr(Distillation, "stage_chunk", crash_on_third_chunk)
-    with pytest.raises(KeyboardInterrupt):
-        run_distillation(_agnostic(setup, broken))
-    monkeypatch.setattr(Distillation, "stage_chunk", original)
-    assert not (broken / "encoder").exists()
-    run_distillation(_agnostic(setup, broken))
-    a, b = _encoder_weights(whole / "encoder"), _encoder_weights(broken / "encoder")
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # the loss sample, chunk 0, chunk 1, then the crash on chunk 2
+    crash_then_resume(monkeypatch, lambda: run_distillation(_agnostic(setup, broken)), broken, crash_at=4)
+    assert_same_encoder(whole / "encoder", broken / "encoder")
 
 
 @pytest.mark.slow  # about 1 min; the task-agnostic test keeps corpus chunks, resume and export by default
@@ -112,7 +73,7 @@ def test_task_transfer_trains_on_task_then_corpus_and_exports_the_encoder(setup)
     assert (root / "transfer" / "xtremedistil.weights.h5").exists()  # the task model, as before
     cfg = json.loads((root / "transfer" / "encoder" / "config.json").read_text())
     assert cfg["architectures"] == ["BertModel"] and cfg["hidden_size"] == 24 and cfg["num_attention_heads"] == 3
-    _check_encoder_export(str(root / "transfer" / "encoder"))
+    check_encoder_export(str(root / "transfer" / "encoder"))
 
 
 def test_student_starts_from_the_chosen_teacher_layers(setup):

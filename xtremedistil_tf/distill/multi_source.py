@@ -77,8 +77,9 @@ class MultiSourceDistillation(Distillation):
         super().load_data()
         for run in self.extras:
             run.load_data()
-        logging.info("source tasks: %s", ", ".join(f"{self.source_name(r)} ({r.kind}, {len(r.arrays['train']['input_ids'])} "
-                                                  "training examples)" for r in self.runs))
+        logging.info("source tasks: %s", ", ".join(f"{self.source_name(r)} ({r.kind}, "
+                                                  f"{len(r.arrays['train']['input_ids'])} training examples)"
+                                                  for r in self.runs))
 
     def prepare_teacher(self):
         """Each source's teacher (fine-tuned, saved and scored in its own folder); the run's teacher scores are
@@ -120,11 +121,14 @@ class MultiSourceDistillation(Distillation):
         return out
 
     def scores(self, model) -> dict[str, dict[str, float]]:
-        """The sources' students' scores together (`model` is this run's student or teacher: the sources' own are
-        scored with it)."""
-        teacher = model is self.teacher
-        return self._together({self.source_name(r): Distillation.scores(r, r.teacher if teacher else r.student)
-                               for r in self.runs})
+        """The sources' students' (or, for this run's teacher, teachers') scores together; an extra source's teacher
+        was scored when it was prepared."""
+        if model is self.teacher:
+            per_source = {self.source_name(r): r.state.get("teacher") or Distillation.scores(r, r.teacher)
+                          for r in self.runs}
+        else:
+            per_source = {self.source_name(r): Distillation.scores(r, r.student) for r in self.runs}
+        return self._together(per_source)
 
     def selection_metric(self) -> str:
         return SOURCE_MEAN
@@ -162,7 +166,8 @@ class MultiSourceDistillation(Distillation):
         common = dict(variables=variables, optimizer=optimizer, checkpoint_dir=self.folder.stage_checkpoint(stage.name),
                       patience=c.patience, rule=self.policy.stopping_rule, stream=stage.index, weights=self.students)
         if stage.loss == "labels":
-            result = self.trainer.fit(stage.name, distillers, batching=[r.batching(c.student_ft_batch_size) for r in runs],
+            result = self.trainer.fit(stage.name, distillers,
+                                      batching=[r.batching(c.student_ft_batch_size) for r in runs],
                                       load_chunk=lambda _: {"train": [r.arrays["train"] for r in runs]},
                                       score=lambda _: self._mean_dev_score(), epochs=c.ft_epochs, **common)
             return result, pending[str(stage.index)], sample_loss()
@@ -206,6 +211,9 @@ class MultiSourceDistillation(Distillation):
         """The selected weights, scored per source; the shared encoder and each extra source's task student
         written (--task's where the single-task run writes it)."""
         metrics = super().finish()
+        if self.config.export_int8 or self.config.cost_report:
+            logging.info("no int8 exports or cost report of a multi-source run: its product is the encoder; "
+                         "run_glue.py --export_int8 deploys it once fine-tuned")
         if self.chief:
             for run in self.extras:
                 final = Distillation.scores(run, run.student)
