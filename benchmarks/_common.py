@@ -19,10 +19,15 @@ if str(REPO) not in sys.path:
 
 
 def quiet_tf() -> None:
+    """TensorFlow as the apps run it, started with its start-up notices (oneDNN, CUDA probing on a machine without
+    a GPU) kept off stderr as the apps keep them; any other message is written out. Call it before TensorFlow is
+    imported."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as the apps run TensorFlow (xtremedistil_tf/cli.py)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from xtremedistil_tf.cli import start_tensorflow_quietly
+    start_tensorflow_quietly()
 
 
 def cpu_model() -> str:
