@@ -34,6 +34,7 @@ def _tiny_hf(folder, seed=0):
     return folder
 
 
+@pytest.mark.slow  # about 25 s on MiniLM; the tiny-model CLI tests keep the subprocess, --verify and exit codes
 def test_cli_minilm_to_saved_model_with_verify(minilm_dir, tmp_path):
     proc = run_cli("--input", str(minilm_dir), "--output", "tmp", "--format", "saved_model", "--verify",
                    cwd=tmp_path)

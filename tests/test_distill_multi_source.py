@@ -62,6 +62,7 @@ def test_interleaved_order_takes_every_batch_of_every_source_once():
     (dict(export_int8=True), "output is the encoder"),
     (dict(source_tasks="{films}"), "its own folder name"),
     (dict(source_tasks="{root}/missing"), "no such folder"),
+    (dict(source_tasks="{root}/reviews:nonsense"), "invalid flags:\n  --source_tasks: .*KIND is pairwise, ner"),
 ])
 def test_bad_source_flags_are_refused(setup, tmp_path, overrides, expected):
     root, films = setup[0], setup[2]

@@ -17,6 +17,7 @@ def setup(tmp_path_factory, minilm_dir):
     return tiny_setup.make_setup(tmp_path_factory.mktemp("tiny"), minilm_dir)
 
 
+@pytest.mark.slow  # about 21 s (a subprocess run); the next test keeps the error's text and the checkpoint by default
 def test_nan_loss_reaches_the_user_as_one_error(setup, tmp_path):
     """An absurd learning rate: the student's weights explode in the first steps of stage 1."""
     model_dir = tmp_path / "run"

@@ -55,7 +55,7 @@ class MultiSourceDistillation(Distillation):
 
     def __init__(self, config: DistilConfig):
         super().__init__(config)
-        self.extras = [Distillation(c) for c in source_configs(config)]
+        self.extras: list[Distillation] = []  # made by setup, once the flags are validated
 
     @property
     def runs(self) -> list[Distillation]:
@@ -70,6 +70,7 @@ class MultiSourceDistillation(Distillation):
     # ------------------------------------------------------------------------------------------------ set-up
     def setup(self, runtime=None):
         super().setup(runtime)
+        self.extras = [Distillation(c) for c in source_configs(self.config)]
         for run in self.extras:
             run.setup((self.strategy, self.chief, self.trim))
 
