@@ -99,6 +99,9 @@ def test_sources_train_interleaved_resume_after_a_crash_and_export_the_shared_en
     assert json.loads((whole / "encoder" / "config.json").read_text())["architectures"] == ["BertModel"]
     check_encoder_export(str(whole / "encoder"))  # transformers loads every weight and reproduces ours
     assert (whole / "sources" / "names" / "xtremedistil.weights.h5").exists()
+    names_final = json.loads((whole / "sources" / "names" / "metrics.json").read_text())["final"]
+    assert names_final["dev"]["f1"] == metrics["final"]["dev"]["names/f1"]
+    assert names_final["test"]["f1"] == metrics["final"]["test"]["names/f1"]
 
     broken = root / "broken"
     # crash on the 4th chunk read of stage 3: the loss sample and validation, chunk 0, then chunk 1

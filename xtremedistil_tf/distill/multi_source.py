@@ -217,7 +217,10 @@ class MultiSourceDistillation(Distillation):
                          "run_glue.py --export_int8 deploys it once fine-tuned")
         if self.chief:
             for run in self.extras:
-                final = Distillation.scores(run, run.student)
+                prefix = self.source_name(run) + "/"
+                final = {split: {k[len(prefix):]: v for k, v in m.items() if k.startswith(prefix)}
+                         for split, m in metrics["final"].items()}
+                final = {split: m for split, m in final.items() if m}
                 outputs.write_outputs(run.folder, run.student, {"teacher": run.state.get("teacher"), "final": final},
                                       label_names=run.label_names, kind=run.kind, tokenizer=run.tokenizer,
                                       export_hf=run.config.export_hf, export_saved_model=False)

@@ -45,7 +45,7 @@ from xtremedistil_tf.train.checkpoint import PhaseCheckpoint
 from xtremedistil_tf.train.losses import LabelLoss
 from xtremedistil_tf.train.schedules import warmup_linear_decay
 from xtremedistil_tf.train.tensorboard import NoRecorder, Recorder, run_recorder, verbatim
-from xtremedistil_tf.train.trainer import Batching, LossModel, Trainer
+from xtremedistil_tf.train.trainer import Batching, LossModel, Trainer, unique_variables
 
 
 class Distillation:
@@ -369,12 +369,8 @@ class Distillation:
         """The student variables the stage trains: its groups' variables, each once (frozen word embeddings left
         out with --freeze_word_embedding)."""
         frozen = self.config.word_embeddings_frozen
-        out = []
-        for group in stage.trainable:
-            for v in self.student.group_variables(group, frozen_word_embeddings=frozen):
-                if all(v is not o for o in out):
-                    out.append(v)
-        return out
+        return unique_variables(v for group in stage.trainable
+                                for v in self.student.group_variables(group, frozen_word_embeddings=frozen))
 
     def distiller(self, stage: Stage) -> Distiller:
         """The Distiller of one stage, with a stable evaluation function (one compiled predict step per stage)."""

@@ -14,6 +14,7 @@ from absl import logging
 from xtremedistil_tf.models.encoder import Encoder
 from xtremedistil_tf.models.heads import TOKEN_KINDS, TaskModel
 from xtremedistil_tf.models.layers import _init
+from xtremedistil_tf.train.trainer import unique_variables
 
 # Pooler weight used to pass the first token through tanh almost linearly when exporting a projected head.
 _LINEAR_POOLER_SCALE = 1e-4
@@ -116,15 +117,9 @@ class Student(keras.Model):
             layers = [enc.transformer_layers[int(group.rsplit("_", 1)[1])]]
         else:
             raise ValueError(f"unknown layer group {group!r}")
-        out = []
         word = enc.embeddings.word_embeddings.embeddings
-        for layer in layers:
-            for v in layer.trainable_weights:
-                if frozen_word_embeddings and v is word:
-                    continue
-                if all(v is not o for o in out):
-                    out.append(v)
-        return out
+        return unique_variables(v for layer in layers for v in layer.trainable_weights
+                                if not (frozen_word_embeddings and v is word))
 
     # ------------------------------------------------------------------------------------------------ export
     def to_task_model(self) -> TaskModel:

@@ -25,6 +25,15 @@ def model_inputs(batch: dict) -> dict:
     return {k: batch[k] for k in INPUT_NAMES}
 
 
+def unique_variables(variables) -> list:
+    """`variables` in order, each once: compared by identity (a variable's `==` is elementwise)."""
+    out = []
+    for v in variables:
+        if all(v is not o for o in out):
+            out.append(v)
+    return out
+
+
 def dense_gradient(gradient):
     """`gradient` as a dense tensor. An embedding lookup's gradient is an IndexedSlices with one row per token, so a
     token that occurs twice in a batch has two rows; Keras 3's Adam squares such rows one by one for its second
@@ -209,10 +218,7 @@ class Trainer:
         if len({b.global_batch_size for b in batchings}) != 1 or not len(models) == len(groups) == len(batchings):
             raise ValueError("fit: one variable list and one batching per model, with one global batch size")
         batching = batchings[0]
-        union = []
-        for group in groups:
-            union += [v for v in group if all(v is not u for u in union)]
-        loop.build_optimizer(optimizer, union, self.strategy)
+        loop.build_optimizer(optimizer, unique_variables(v for group in groups for v in group), self.strategy)
         for m, group, b in zip(models, groups, batchings):
             m.configure(optimizer=optimizer, variables=group, global_batch_size=b.global_batch_size,
                         jit_compile=self.jit_compile, mean_over_real_size=b.mean_over_real_size)
