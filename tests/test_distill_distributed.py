@@ -45,11 +45,12 @@ def _student_weights(model_dir):
 
 def test_a_train_step_on_two_replicas_updates_as_one_replica():
     """The distributed step alone (a toy model, an epoch ending in a partial batch split unevenly): losses summed over
-    replicas and sparse embedding gradients all-reduced give one replica's update, one step a call or several."""
+    replicas and sparse embedding gradients all-reduced give one replica's update, one step a call or several;
+    and two sources' steps interleaved through one optimizer (--source_tasks) likewise."""
     proc = subprocess.run([sys.executable, str(HERE / "distributed_step_worker.py")], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": f"{HERE.parent}{os.pathsep}{HERE}"}, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    one, two, two_in_one_call = json.loads(proc.stdout.rsplit("RESULT", 1)[1])
+    one, two, two_in_one_call, sources_one, sources_two = json.loads(proc.stdout.rsplit("RESULT", 1)[1])
     assert (one["replicas"], two["replicas"], two_in_one_call["replicas"]) == (1, 2, 2)
     # The replicas' gradients summed without tf.custom_gradient, which would keep each traced step in memory.
     assert [r["gradient_functions_registered"] for r in (one, two, two_in_one_call)] == [0, 0, 0]
@@ -63,6 +64,16 @@ def test_a_train_step_on_two_replicas_updates_as_one_replica():
     rng = np.random.default_rng(0)  # the worker's initial weights
     table, w = rng.normal(size=(10, 4)), rng.normal(size=(4,))
     assert not np.allclose(one["v"], w, atol=1e-3) and not np.allclose(one["embeddings"], table, atol=1e-3)
+    # Two sources interleaved through one optimizer (--source_tasks): 2 + 2 steps in the same order on both, the
+    # same updates on two replicas, including source b's last step of one row (one replica gets none).
+    assert (sources_one["replicas"], sources_two["replicas"]) == (1, 2)
+    assert sorted(sources_one["order"]) == [0, 0, 1, 1] and sources_two["order"] == sources_one["order"]
+    assert sources_one["steps"] == sources_two["steps"] == 4
+    np.testing.assert_allclose(sources_two["losses"], sources_one["losses"], rtol=1e-6)
+    np.testing.assert_allclose(sources_two["embeddings"], sources_one["embeddings"], atol=1e-6)
+    np.testing.assert_allclose(sources_two["heads"], sources_one["heads"], atol=1e-6)
+    for got, start in zip(sources_one["heads"], sources_one["start_heads"]):
+        assert not np.allclose(got, start, atol=1e-3)  # each head trained by its own source
 
 
 @pytest.mark.slow  # 1 min; the step alone on two replicas is tested above in the default run
