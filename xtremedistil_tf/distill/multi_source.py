@@ -17,14 +17,11 @@ import numpy as np
 from absl import logging
 
 from xtremedistil_tf import fs
-from xtremedistil_tf.distill.config import DistilConfig, SourceTask
-from xtremedistil_tf.distill.data import split_tail
-from xtremedistil_tf.distill.plan import Stage
+from xtremedistil_tf.distill.config import DistilConfig
 from xtremedistil_tf.distill import outputs
 from xtremedistil_tf.distill.runner import Distillation
 from xtremedistil_tf.errors import ConfigError
 from xtremedistil_tf.metrics import main_metric
-from xtremedistil_tf.train import loop
 
 SOURCE_MEAN = "source_mean"
 
@@ -59,13 +56,8 @@ class MultiSourceDistillation(Distillation):
 
     @property
     def runs(self) -> list[Distillation]:
-        """Every source's run, --task's first."""
+        """Every source's run, --task's first (the stages train them together: `Distillation.run_stage`)."""
         return [self] + self.extras
-
-    @staticmethod
-    def source_name(run: Distillation) -> str:
-        """The source's name in metrics: its task folder's name."""
-        return SourceTask(run.config.task).name
 
     # ------------------------------------------------------------------------------------------------ set-up
     def setup(self, runtime=None):
@@ -134,7 +126,7 @@ class MultiSourceDistillation(Distillation):
     def selection_metric(self) -> str:
         return SOURCE_MEAN
 
-    def _mean_dev_score(self):
+    def _stage_dev_score(self):
         """The mean of the sources' stopping metrics on dev, and every source's dev metrics."""
         values, metrics = [], {}
         for run in self.runs:
@@ -142,70 +134,6 @@ class MultiSourceDistillation(Distillation):
             values.append(value)
             metrics.update({f"{self.source_name(run)}/{k}": v for k, v in m.items()})
         return float(np.mean(values)), {SOURCE_MEAN: float(np.mean(values)), **metrics}
-
-    # ------------------------------------------------------------------------------------------------ stages
-    def run_stage(self, stage: Stage, carried):
-        """Trains one stage on every source's batches, interleaved, with one optimizer; returns (fit result, mean
-        sample loss before, after)."""
-        c = self.config
-        runs = self.runs
-        stages = [r.plan[stage.index - 1] for r in runs]
-        variables = [r.stage_variables(s) for r, s in zip(runs, stages)]
-        with self.strategy.scope():
-            optimizer = loop.make_optimizer(c.student_lr, epsilon=1e-8)
-        distillers = [r.distiller(s) for r, s in zip(runs, stages)]
-        logging.info("%s on %d sources, interleaved", stage.describe(), len(runs))
-        samples = [r._loss_sample(s) for r, s in zip(runs, stages)]
-
-        def sample_loss():
-            return float(np.mean([r.eval_loss(d, x) for r, d, x in zip(runs, distillers, samples)]))
-
-        pending = self.state.setdefault("loss_before", {})
-        if str(stage.index) not in pending:
-            pending[str(stage.index)] = sample_loss()
-            self._save_state()
-        common = dict(variables=variables, optimizer=optimizer, checkpoint_dir=self.folder.stage_checkpoint(stage.name),
-                      patience=c.patience, rule=self.policy.stopping_rule, stream=stage.index, weights=self.students)
-        if stage.loss == "labels":
-            result = self.trainer.fit(stage.name, distillers,
-                                      batching=[r.batching(c.student_ft_batch_size) for r in runs],
-                                      load_chunk=lambda _: {"train": [r.arrays["train"] for r in runs]},
-                                      score=lambda _: self._mean_dev_score(), epochs=c.ft_epochs, **common)
-            return result, pending[str(stage.index)], sample_loss()
-
-        use_dev = stage.loss == "logits" and self.policy.logits_validated_on_dev
-        cut = self.policy.validation_cut
-        validation = []
-        for r, s in zip(runs, stages):
-            if s.loss == "representation" and r.data.augmentation:
-                validation.append(r._mixed_validation())
-            else:
-                first = r.stage_chunk(s, 0)
-                validation.append(split_tail(first, cut(len(first["input_ids"])))[1])
-
-        def load_chunk(index):
-            trains = []
-            for r, s in zip(runs, stages):
-                if index >= r.num_stage_chunks(s):
-                    trains.append(None)  # a source with fewer chunks sits the rest out
-                    continue
-                data = r.stage_chunk(s, index)
-                trains.append(data if use_dev else split_tail(data, cut(len(data["input_ids"])))[0])
-            return {"train": trains}
-
-        def score(_):
-            if use_dev:
-                return self._mean_dev_score()
-            losses = {self.source_name(r): r.eval_loss(d, v) for r, d, v in zip(runs, distillers, validation)}
-            mean = float(np.mean(list(losses.values())))
-            return -mean, {"val_loss": mean, **{f"{name}/val_loss": v for name, v in losses.items()}}
-
-        result = self.trainer.fit(stage.name, distillers,
-                                  batching=[r.batching(c.student_distil_batch_size) for r in runs],
-                                  load_chunk=load_chunk, score=score, epochs=c.distil_epochs,
-                                  num_chunks=max(r.num_stage_chunks(s) for r, s in zip(runs, stages)),
-                                  cross_chunk=True, carried=carried, **common)
-        return result, pending[str(stage.index)], sample_loss()
 
     # ------------------------------------------------------------------------------------------------ outputs
     def finish(self) -> dict:

@@ -18,7 +18,7 @@ from xtremedistil_tf.convert.hf import load_hf_head
 from xtremedistil_tf.data.tasks import load_task
 from xtremedistil_tf.data.tokenize import check_vocabulary, load_tokenizer
 from xtremedistil_tf.distill import outputs
-from xtremedistil_tf.distill.config import DistilConfig
+from xtremedistil_tf.distill.config import DistilConfig, SourceTask
 from xtremedistil_tf.distill.data import DistillationData, split_tail
 from xtremedistil_tf.distill.deployment import deploy
 from xtremedistil_tf.distill.distiller import Distiller
@@ -378,58 +378,112 @@ class Distillation:
         distiller.eval_fn = distiller.test_step
         return distiller
 
+    @property
+    def runs(self) -> list["Distillation"]:
+        """Every source's run, this one first: this one alone unless several source tasks train together."""
+        return [self]
+
+    @staticmethod
+    def source_name(run: "Distillation") -> str:
+        """A source's name in metrics: its task folder's name."""
+        return SourceTask(run.config.task).name
+
     def run_stage(self, stage: Stage, carried):
-        """Trains one stage (label stages on train, others chunk by chunk on the transfer set) with a fresh optimizer;
-        `carried` is _carried's result. Returns (fit result, sample loss before, sample loss after)."""
+        """Trains one stage with a fresh optimizer: label stages on train, the others chunk by chunk on the transfer
+        set; with several sources (`runs`), on every source's batches, interleaved, through one optimizer.
+        `carried` is _carried's result. Returns (fit result, sample loss before, sample loss after), the loss
+        averaged over the sources."""
         c = self.config
-        student = self.student
-        labels = stage.loss == "labels"
-        variables = self.stage_variables(stage)
+        runs = self.runs
+        several = len(runs) > 1
+
+        def each(items: list):  # one source trains through Trainer.fit's one-model path
+            return items if several else items[0]
+
+        stages = [r.plan[stage.index - 1] for r in runs]
+        variables = [r.stage_variables(s) for r, s in zip(runs, stages)]
         with self.strategy.scope():
             optimizer = loop.make_optimizer(c.student_lr, epsilon=1e-8)
-        distiller = self.distiller(stage)
-        logging.info("%s (%d variables, %d parameters)", stage.describe(), len(variables),
-                     sum(int(np.prod(v.shape)) for v in variables))
+        distillers = [r.distiller(s) for r, s in zip(runs, stages)]
+        trained = unique_variables(v for group in variables for v in group)
+        logging.info("%s (%d variables, %d parameters)%s", stage.describe(), len(trained),
+                     sum(int(np.prod(v.shape)) for v in trained),
+                     f" on {len(runs)} sources, interleaved" if several else "")
 
-        sample = self._loss_sample(stage)
+        samples = [r._loss_sample(s) for r, s in zip(runs, stages)]
+
+        def sample_loss():
+            return float(np.mean([r.eval_loss(d, x) for r, d, x in zip(runs, distillers, samples)]))
+
         pending = self.state.setdefault("loss_before", {})
         if str(stage.index) not in pending:
-            pending[str(stage.index)] = self.eval_loss(distiller, sample)
+            pending[str(stage.index)] = sample_loss()
             self._save_state()
 
-        common = dict(variables=variables, optimizer=optimizer, checkpoint_dir=self.folder.stage_checkpoint(stage.name),
-                      patience=c.patience, rule=self.policy.stopping_rule, stream=stage.index)
-        if labels:
-            result = self.trainer.fit(stage.name, distiller, batching=self.batching(c.student_ft_batch_size),
-                                      load_chunk=lambda _: {"train": self.arrays["train"]},
-                                      score=lambda _: self._dev_score(student), epochs=c.ft_epochs, **common)
-            return result, pending[str(stage.index)], self.eval_loss(distiller, sample)
+        common = dict(variables=each(variables), optimizer=optimizer,
+                      checkpoint_dir=self.folder.stage_checkpoint(stage.name), patience=c.patience,
+                      rule=self.policy.stopping_rule, stream=stage.index, weights=self.checkpointed)
+        if stage.loss == "labels":
+            result = self.trainer.fit(stage.name, each(distillers),
+                                      batching=each([r.batching(c.student_ft_batch_size) for r in runs]),
+                                      load_chunk=lambda _: {"train": each([r.arrays["train"] for r in runs])},
+                                      score=lambda _: self._stage_dev_score(), epochs=c.ft_epochs, **common)
+            return result, pending[str(stage.index)], sample_loss()
 
         # Distillation on the transfer set (and the augmentation corpus), chunk by chunk; validated on the dev
-        # score (logit stages, where the policy says so) or on the chunk's last 10% (teacher agreement).
+        # score (logit stages, where the policy says so) or on held-out teacher agreement: a chunk's last 10%, or
+        # one fixed set where chunks' losses must compare (see `_fixed_validation`).
         use_dev = stage.loss == "logits" and self.policy.logits_validated_on_dev
-        # With an augmentation corpus the chunks come from different texts, whose losses do not compare: every
-        # chunk is scored on one validation set (the tails of the first transfer and corpus chunks).
-        fixed_val = self._mixed_validation() if (stage.loss == "representation" and self.data.augmentation) else None
+        cut = self.policy.validation_cut
+        fixed = [r._fixed_validation(s, first_chunk=several) for r, s in zip(runs, stages)]
 
         def load_chunk(index):
-            data = self.stage_chunk(stage, index)
-            if use_dev:
-                return {"train": data, "val": None}
-            train, val = split_tail(data, self.policy.validation_cut(len(data["input_ids"])))
-            return {"train": train, "val": val if fixed_val is None else fixed_val}
+            trains, vals = [], []
+            for r, s, f in zip(runs, stages, fixed):
+                if index >= r.num_stage_chunks(s):  # a source with fewer chunks sits the rest out
+                    trains.append(None)
+                    vals.append(f)
+                    continue
+                data = r.stage_chunk(s, index)
+                if use_dev:
+                    trains.append(data)
+                    vals.append(None)
+                    continue
+                train, val = split_tail(data, cut(len(data["input_ids"])))
+                trains.append(train)
+                vals.append(val if f is None else f)
+            return {"train": each(trains), "val": vals}
 
         def score(chunk_data):
             if use_dev:
-                return self._dev_score(student)
-            loss = self.eval_loss(distiller, chunk_data["val"])
-            return -loss, {"val_loss": loss}
+                return self._stage_dev_score()
+            losses = {self.source_name(r): r.eval_loss(d, v) for r, d, v in zip(runs, distillers, chunk_data["val"])}
+            mean = float(np.mean(list(losses.values())))
+            per_source = {f"{name}/val_loss": v for name, v in losses.items()} if several else {}
+            return -mean, {"val_loss": mean, **per_source}
 
-        result = self.trainer.fit(stage.name, distiller, batching=self.batching(c.student_distil_batch_size),
+        result = self.trainer.fit(stage.name, each(distillers),
+                                  batching=each([r.batching(c.student_distil_batch_size) for r in runs]),
                                   load_chunk=load_chunk, score=score, epochs=c.distil_epochs,
-                                  num_chunks=self.num_stage_chunks(stage), cross_chunk=True, carried=carried,
-                                  **common)
-        return result, pending[str(stage.index)], self.eval_loss(distiller, sample)
+                                  num_chunks=max(r.num_stage_chunks(s) for r, s in zip(runs, stages)),
+                                  cross_chunk=True, carried=carried, **common)
+        return result, pending[str(stage.index)], sample_loss()
+
+    def _stage_dev_score(self):
+        """The dev score that stops a stage, and the dev metrics: the student's (see `_dev_score`)."""
+        return self._dev_score(self.student)
+
+    def _fixed_validation(self, stage: Stage, *, first_chunk: bool) -> dict[str, np.ndarray] | None:
+        """The one validation set every chunk of a distillation stage is scored on, or None to score each chunk on
+        its own tail. With an augmentation corpus the representation stage's chunks come from different texts,
+        whose losses do not compare: the tails of the first transfer and corpus chunks. With `first_chunk` (several
+        sources, whose means over chunks must compare too), the first chunk's tail otherwise."""
+        if stage.loss == "representation" and self.data.augmentation:
+            return self._mixed_validation()
+        if first_chunk:
+            first = self.stage_chunk(stage, 0)
+            return split_tail(first, self.policy.validation_cut(len(first["input_ids"])))[1]
+        return None
 
     def _mixed_validation(self) -> dict[str, np.ndarray]:
         """The held-out tails of the first transfer chunk and the first augmentation chunk, as one set."""

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from absl import logging
 
+from xtremedistil_tf.errors import ConfigError
 from xtremedistil_tf.models.encoder import Encoder
 from xtremedistil_tf.models.heads import TOKEN_KINDS, TaskModel
 from xtremedistil_tf.models.layers import _init
@@ -177,32 +178,10 @@ def build_student(config, *, vocab_size: int, num_labels: int, teacher_hidden_si
     """The student from flags: from scratch, from pt_student_checkpoint or from the teacher's layers
     (`teacher_encoder`, with --student_init_from_teacher_layers), with compressed word embeddings; or around
     `encoder`, an existing student encoder it shares (as it is: no initialisation)."""
-    from xtremedistil_tf.convert.hf import load_hf_encoder
-    shared = encoder is not None
-    if not shared and config.pt_student_checkpoint:
-        encoder = load_hf_encoder(config.pt_student_checkpoint, name="student", dtype=dtype).encoder
-        if encoder.architecture != "bert":
-            from xtremedistil_tf.errors import ConfigError
-            raise ConfigError(f"--pt_student_checkpoint={config.pt_student_checkpoint}: the student must be a BERT "
-                              f"model, found {encoder.architecture}")
-    elif not shared:
-        shape = dict(intermediate_size=config.student_intermediate_size, hidden_act="gelu",
-                     max_position_embeddings=512, type_vocab_size=2)
-        if config.init_layers:  # the teacher's blocks bring their FFN size, activation and position table
-            t = teacher_encoder
-            shape = dict(intermediate_size=config.intermediate_size or t.intermediate_size, hidden_act=t.hidden_act,
-                         max_position_embeddings=t.max_position_embeddings, type_vocab_size=t.type_vocab_size)
-        encoder = Encoder(vocab_size=vocab_size, hidden_size=config.hidden_size,
-                          num_layers=config.num_hidden_layers, num_heads=config.num_attention_heads,
-                          pad_token_id=pad_token_id, dropout=config.student_dropout,
-                          attention_dropout=config.student_dropout, use_pooler=True, name="student", dtype=dtype,
-                          **shape)
-        encoder.build()
-        if config.init_layers:
-            from xtremedistil_tf.models.transplant import copy_teacher_layers
-            copy_teacher_layers(encoder, teacher_encoder, config.init_layers)
-            logging.info("student initialised from the teacher's embeddings and layers %s",
-                         ",".join(map(str, config.init_layers)))
+    own = encoder is None
+    if own:
+        encoder = _student_encoder(config, vocab_size=vocab_size, pad_token_id=pad_token_id, dtype=dtype,
+                                   teacher_encoder=teacher_encoder)
     num_projections = encoder.num_layers + 1 if config.multi_hidden else 1
     student = Student(encoder, num_labels, config.kind, teacher_hidden_size, num_projections=num_projections,
                       projected_head=config.policy.student_projected_head, dropout=config.student_dropout,
@@ -210,25 +189,59 @@ def build_student(config, *, vocab_size: int, num_labels: int, teacher_hidden_si
     student.build()
     for block in encoder.transformer_layers:
         block.attention.return_dropped_probs = config.policy.attentions_after_dropout
-    if shared:
-        return student
+    if own:
+        _init_word_embeddings(config, encoder, teacher_word_embeddings)
+    return student
+
+
+def _student_encoder(config, *, vocab_size: int, pad_token_id: int, dtype, teacher_encoder: Encoder | None) -> Encoder:
+    """The student's encoder, built: from pt_student_checkpoint, or new (from scratch or from the teacher's
+    layers)."""
+    if config.pt_student_checkpoint:
+        from xtremedistil_tf.convert.hf import load_hf_encoder
+        encoder = load_hf_encoder(config.pt_student_checkpoint, name="student", dtype=dtype).encoder
+        if encoder.architecture != "bert":
+            raise ConfigError(f"--pt_student_checkpoint={config.pt_student_checkpoint}: the student must be a BERT "
+                              f"model, found {encoder.architecture}")
+        return encoder
+    shape = dict(intermediate_size=config.student_intermediate_size, hidden_act="gelu",
+                 max_position_embeddings=512, type_vocab_size=2)
+    if config.init_layers:  # the teacher's blocks bring their FFN size, activation and position table
+        t = teacher_encoder
+        shape = dict(intermediate_size=config.intermediate_size or t.intermediate_size, hidden_act=t.hidden_act,
+                     max_position_embeddings=t.max_position_embeddings, type_vocab_size=t.type_vocab_size)
+    encoder = Encoder(vocab_size=vocab_size, hidden_size=config.hidden_size,
+                      num_layers=config.num_hidden_layers, num_heads=config.num_attention_heads,
+                      pad_token_id=pad_token_id, dropout=config.student_dropout,
+                      attention_dropout=config.student_dropout, use_pooler=True, name="student", dtype=dtype,
+                      **shape)
+    encoder.build()
+    if config.init_layers:
+        from xtremedistil_tf.models.transplant import copy_teacher_layers
+        copy_teacher_layers(encoder, teacher_encoder, config.init_layers)
+        logging.info("student initialised from the teacher's embeddings and layers %s",
+                     ",".join(map(str, config.init_layers)))
+    return encoder
+
+
+def _init_word_embeddings(config, encoder: Encoder, teacher_word_embeddings: np.ndarray | None):
+    """--compress_word_embedding: the teacher's word embeddings, PCA-compressed to the student's width, where the
+    mode applies it (a warning where it does not, as the original release)."""
     if config.compress and not config.word_embeddings_compressed:
         logging.warning("--compress_word_embedding%s has no effect on a from-scratch student in %s mode, as in the "
                         "original release (its build replaced the PCA matrix); the default mode applies it",
                         " / --freeze_word_embedding" if config.freeze_word_embedding else "", config.mode)
-    if config.word_embeddings_compressed and teacher_word_embeddings is not None:
-        width = encoder.embedding_size
-        matrix = teacher_word_embeddings
-        if matrix.shape[1] > width:
-            matrix = pca_compress(matrix, width)
-        elif matrix.shape[1] < width:
-            from xtremedistil_tf.errors import ConfigError
-            raise ConfigError(f"--compress_word_embedding: the teacher's embeddings ({matrix.shape[1]} wide) are "
-                              f"narrower than the student's ({width})")
-        table = encoder.embeddings.word_embeddings.embeddings
-        if tuple(table.shape) != matrix.shape:
-            from xtremedistil_tf.errors import ConfigError
-            raise ConfigError(f"--compress_word_embedding: teacher vocabulary {matrix.shape[0]} does not match the "
-                              f"student's {table.shape[0]}")
-        table.assign(matrix)
-    return student
+    if not config.word_embeddings_compressed or teacher_word_embeddings is None:
+        return
+    width = encoder.embedding_size
+    matrix = teacher_word_embeddings
+    if matrix.shape[1] > width:
+        matrix = pca_compress(matrix, width)
+    elif matrix.shape[1] < width:
+        raise ConfigError(f"--compress_word_embedding: the teacher's embeddings ({matrix.shape[1]} wide) are "
+                          f"narrower than the student's ({width})")
+    table = encoder.embeddings.word_embeddings.embeddings
+    if tuple(table.shape) != matrix.shape:
+        raise ConfigError(f"--compress_word_embedding: teacher vocabulary {matrix.shape[0]} does not match the "
+                          f"student's {table.shape[0]}")
+    table.assign(matrix)
