@@ -100,6 +100,32 @@ def test_two_replicas_match_one(tiny):
     assert abs(m1["dev"]["accuracy"] - m2["dev"]["accuracy"]) <= 1 / 16 + 1e-9
 
 
+@pytest.mark.slow  # 2 min; two sources' steps on two replicas are tested above in the default run
+def test_two_replicas_match_one_with_several_source_tasks(tiny):
+    """--source_tasks under MirroredStrategy: the sources' interleaved stages, their teachers and the shared
+    student's checkpoints end where one replica's do."""
+    root, teacher, task = tiny
+    reviews = make_task(root / "reviews", n_train=24, n_dev=16, n_test=16, seed=1)
+    common = dict(student_dropout=0.0, distil_epochs=1, ft_epochs=1, deterministic=True, mode="default",
+                  num_hidden_layers=1, student_learning_rate=1e-4, teacher_learning_rate=1e-4,
+                  source_tasks=str(reviews))
+    one = config(task, teacher, root / "multi-one", teacher_model_dir=str(root / "mt1"), **common)
+    two = config(task, teacher, root / "multi-two", teacher_model_dir=str(root / "mt2"), strategy="mirrored",
+                 teacher_batch_size=8, student_distil_batch_size=8, student_ft_batch_size=8, **common)
+    _run(one)
+    out = _run(two, replicas=2)
+    assert "2 replica(s)" in out.stderr and "on 2 sources, interleaved" in out.stderr
+    for folder in ("", "sources/reviews"):  # --task's student, and the extra source's around the same encoder
+        a, b = _student_weights(root / "multi-one" / folder), _student_weights(root / "multi-two" / folder)
+        assert a.keys() == b.keys()
+        worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+        assert worst < 1e-3, (folder, worst)  # as test_two_replicas_match_one
+    m1 = json.loads((root / "multi-one" / "metrics.json").read_text())["final"]["dev"]
+    m2 = json.loads((root / "multi-two" / "metrics.json").read_text())["final"]["dev"]
+    assert set(m1) == set(m2) >= {"source_mean", "reviews/accuracy"}
+    assert abs(m1["source_mean"] - m2["source_mean"]) <= 1 / 16 + 1e-9
+
+
 def _free_ports(n):
     socks = [socket.socket() for _ in range(n)]
     for s in socks:
