@@ -435,7 +435,7 @@ class Distillation:
         # one fixed set where chunks' losses must compare (see `_fixed_validation`).
         use_dev = stage.loss == "logits" and self.policy.logits_validated_on_dev
         cut = self.policy.validation_cut
-        fixed = [r._fixed_validation(s, first_chunk=several) for r, s in zip(runs, stages)]
+        fixed = [None if use_dev else r._fixed_validation(s, first_chunk=several) for r, s in zip(runs, stages)]
 
         def load_chunk(index):
             trains, vals = [], []
