@@ -1,7 +1,8 @@
-"""Trains a toy LossModel for one epoch with loop.Step on 1 and on 2 replicas (logical CPU devices), the latter also
-with several steps a graph call, and two toy sources interleaved through one optimizer (as --source_tasks) on 1 and on
-2 replicas, and prints the results as JSON (with the gradient functions the traced steps left in TensorFlow's global
-registry); logical devices must be configured before TensorFlow starts, hence a process of its own."""
+"""Trains a toy LossModel for one epoch with loop.Step, and two toy sources interleaved through one optimizer (as
+--source_tasks) with loop.InterleavedSteps, each on 1 and on 2 replicas (logical CPU devices), the latter also with
+several steps a graph call, and prints the results as JSON (with the gradient functions the traced steps left in
+TensorFlow's global registry); logical devices must be configured before TensorFlow starts, hence a process of its
+own."""
 import json
 
 import numpy as np
@@ -48,7 +49,7 @@ def train(strategy, steps_per_execution: int = 1) -> dict:
             "embeddings": embedding.embeddings.numpy().tolist(), "v": v.numpy().tolist()}
 
 
-def train_sources(strategy) -> dict:
+def train_sources(strategy, steps_per_execution: int = 1) -> dict:
     """Two sources sharing an embedding table, a head each, one optimizer, their batches interleaved: source a's
     7 rows (4 + 3), source b's 5 (4 + 1: on two replicas its last step leaves one replica without a row)."""
     rng = np.random.default_rng(1)
@@ -79,7 +80,8 @@ def train_sources(strategy) -> dict:
     batching = Batching(GLOBAL_BATCH, token_keys=("input_ids",), drop_partial=False)
     order = loop.interleaved_order([batching.steps(len(r["input_ids"])) for r in rows], seed=0)
     losses = []
-    loop.run_interleaved_epoch([loop.Step(strategy, s, 1) for s in sources],
+    steps = loop.InterleavedSteps([loop.Step(strategy, s, 1) for s in sources], steps_per_execution)
+    loop.run_interleaved_epoch(steps,
                                [loop.distribute(strategy, batching.dataset(r, seed=i)) for i, r in enumerate(rows)],
                                order, description="sources", log_every=0, on_batch=lambda i, loss: losses.append(loss))
     return {"replicas": strategy.num_replicas_in_sync, "order": order.tolist(), "losses": losses,
@@ -89,4 +91,5 @@ def train_sources(strategy) -> dict:
 
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 print("RESULT", json.dumps([train(tf.distribute.get_strategy()), train(mirrored), train(mirrored, 3),
-                            train_sources(tf.distribute.get_strategy()), train_sources(mirrored)]))
+                            train_sources(tf.distribute.get_strategy()), train_sources(mirrored),
+                            train_sources(mirrored, 3)]))

@@ -46,11 +46,12 @@ def _student_weights(model_dir):
 def test_a_train_step_on_two_replicas_updates_as_one_replica():
     """The distributed step alone (a toy model, an epoch ending in a partial batch split unevenly): losses summed over
     replicas and sparse embedding gradients all-reduced give one replica's update, one step a call or several;
-    and two sources' steps interleaved through one optimizer (--source_tasks) likewise."""
+    and two sources' steps interleaved through one optimizer (--source_tasks) likewise, one a call or several."""
     proc = subprocess.run([sys.executable, str(HERE / "distributed_step_worker.py")], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": f"{HERE.parent}{os.pathsep}{HERE}"}, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    one, two, two_in_one_call, sources_one, sources_two = json.loads(proc.stdout.rsplit("RESULT", 1)[1])
+    one, two, two_in_one_call, sources_one, sources_two, sources_two_in_calls_of_3 = json.loads(
+        proc.stdout.rsplit("RESULT", 1)[1])
     assert (one["replicas"], two["replicas"], two_in_one_call["replicas"]) == (1, 2, 2)
     # The replicas' gradients summed without tf.custom_gradient, which would keep each traced step in memory.
     assert [r["gradient_functions_registered"] for r in (one, two, two_in_one_call)] == [0, 0, 0]
@@ -74,6 +75,9 @@ def test_a_train_step_on_two_replicas_updates_as_one_replica():
     np.testing.assert_allclose(sources_two["heads"], sources_one["heads"], atol=1e-6)
     for got, start in zip(sources_one["heads"], sources_one["start_heads"]):
         assert not np.allclose(got, start, atol=1e-3)  # each head trained by its own source
+    # Calls of 3 steps (a tf.switch_case over the sources inside the loop; the epoch's 4 steps as 3 + 1): the same.
+    for key in ("order", "losses", "steps", "embeddings", "heads"):
+        np.testing.assert_array_equal(sources_two_in_calls_of_3[key], sources_two[key])
 
 
 @pytest.mark.slow  # 1 min; the step alone on two replicas is tested above in the default run

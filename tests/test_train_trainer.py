@@ -159,7 +159,7 @@ class _Both(keras.Model):
         self.trunk, self.heads = trunk, list(heads)
 
 
-def _fit_sources(tmp_path, trains: list, *, epochs: int = 2, alone: bool = False):
+def _fit_sources(tmp_path, trains: list, *, epochs: int = 2, alone: bool = False, steps_per_execution: int = 1):
     """Trainer.fit on two toy sources (a shared trunk, a head each), `trains` their arrays (None: sits out); with
     `alone`, the first source through the one-model path instead."""
     from xtremedistil_tf.train.trainer import Batching, Trainer
@@ -174,7 +174,8 @@ def _fit_sources(tmp_path, trains: list, *, epochs: int = 2, alone: bool = False
 
     models = [Source(head) for head in heads]
     variables = [trunk.trainable_variables + h.trainable_variables for h in heads]
-    trainer = Trainer(tf.distribute.get_strategy(), seed=1, log_every=0, progress="none")
+    trainer = Trainer(tf.distribute.get_strategy(), seed=1, log_every=0, progress="none",
+                      steps_per_execution=steps_per_execution)
     optimizer = loop.make_optimizer(1e-2)
     common = dict(optimizer=optimizer, checkpoint_dir=str(tmp_path), score=lambda chunk: (0.0, {}), epochs=epochs,
                   patience=epochs, weights=_Both(trunk, heads))
@@ -211,3 +212,15 @@ def test_sources_train_interleaved_with_one_optimizer(tmp_path):
     alone_trunk, alone_heads, _ = _fit_sources(tmp_path / "alone", [a, None], alone=True)
     for x, y in zip(alone_trunk + alone_heads[0], sat_out_trunk + sat_out_heads[0]):
         np.testing.assert_array_equal(x, y)
+
+
+def test_sources_run_several_steps_a_call_as_one_a_call(tmp_path):
+    """--steps_per_execution with several sources: each epoch's 5 + 3 interleaved steps in calls of 3 (3 + 3 + 2,
+    the source picked inside the graph), and with a source sitting out, give the weights of one step a call."""
+    a, b = _toy_rows(40, 0), _toy_rows(24, 1)
+    for trains, name in (([a, b], "both"), ([a, None], "sat-out")):
+        trunk, heads, steps = _fit_sources(tmp_path / name, trains)
+        trunk3, heads3, steps3 = _fit_sources(tmp_path / f"{name}-3", trains, steps_per_execution=3)
+        assert steps3 == steps
+        for x, y in zip(trunk3 + heads3[0] + heads3[1], trunk + heads[0] + heads[1]):
+            np.testing.assert_array_equal(x, y)

@@ -3,7 +3,7 @@
 Each source is a `Distillation` of its own in model_dir/sources/<name> (its task, fine-tuned teacher, head and
 teacher-output cache, all resumable); --task is the first source and owns the run's state, stage checkpoints and
 outputs. The sources share the stage plan: every stage trains each source's losses on that source's batches,
-interleaved in one epoch (`loop.interleaved_order`, one compiled step per source, one optimizer), and stops and
+interleaved in one epoch (`loop.interleaved_order`, `loop.InterleavedSteps`, one optimizer), and stops and
 selects on the sources' mean. Validation losses are each source's held-out tail of its first chunk, so chunks
 compare; the augmentation corpus goes with --task's teacher. The output is the shared encoder (model_dir/encoder),
 the general checkpoint; each source's task student is written in its folder.
@@ -99,10 +99,11 @@ class MultiSourceDistillation(Distillation):
         return self.students
 
     # ------------------------------------------------------------------------------------------------ scores
-    def _together(self, per_source: dict[str, dict]) -> dict[str, dict[str, float]]:
+    def _together(self, per_source: dict[str, dict], metric_of: dict[str, str] | None = None
+                  ) -> dict[str, dict[str, float]]:
         """Per-source {split: metrics} as one {split: {"<source>/<metric>": value}}, with the mean of the sources'
-        main metrics (`source_mean`) where every source has the split."""
-        metric_of = {self.source_name(r): main_metric(r.kind, r.task.glue_task) for r in self.runs}
+        `metric_of` metrics (default: their main metrics), `source_mean`, where every source has the split."""
+        metric_of = metric_of or {self.source_name(r): main_metric(r.kind, r.task.glue_task) for r in self.runs}
         out = {}
         for split in ("dev", "test"):
             flat = {f"{name}/{k}": v for name, scores in per_source.items() for k, v in scores.get(split, {}).items()}
@@ -127,13 +128,10 @@ class MultiSourceDistillation(Distillation):
         return SOURCE_MEAN
 
     def _stage_dev_score(self):
-        """The mean of the sources' stopping metrics on dev, and every source's dev metrics."""
-        values, metrics = [], {}
-        for run in self.runs:
-            value, m = run._dev_score(run.student)
-            values.append(value)
-            metrics.update({f"{self.source_name(run)}/{k}": v for k, v in m.items()})
-        return float(np.mean(values)), {SOURCE_MEAN: float(np.mean(values)), **metrics}
+        """The mean of the sources' stopping metrics on dev (`source_mean`), and every source's dev metrics."""
+        dev = self._together({self.source_name(r): {"dev": r.evaluate(r.student, "dev")} for r in self.runs},
+                             {self.source_name(r): r.stopping_metric() for r in self.runs})["dev"]
+        return dev[SOURCE_MEAN], dev
 
     # ------------------------------------------------------------------------------------------------ outputs
     def finish(self) -> dict:

@@ -310,10 +310,14 @@ class Distillation:
         """The model whose weights stage checkpoints and the selected weights hold: the student."""
         return self.student
 
+    def stopping_metric(self) -> str:
+        """The dev metric that stops training: the policy's, from the task's main metric."""
+        return self.policy.stopping_metric(self.kind, main_metric(self.kind, self.task.glue_task))
+
     def _dev_score(self, model):
-        """The dev score that stops training (the policy's stopping metric) and every dev metric."""
+        """The dev score that stops training (`stopping_metric`) and every dev metric."""
         m = self.evaluate(model, "dev")
-        return m[self.policy.stopping_metric(self.kind, main_metric(self.kind, self.task.glue_task))], m
+        return m[self.stopping_metric()], m
 
     def eval_loss(self, distiller: Distiller, arrays) -> float:
         """The mean per-example loss of `distiller`'s stage over `arrays` (inference mode)."""

@@ -184,6 +184,53 @@ def run_epoch(step: Step, dataset: Iterable, *, description: str, log_every: int
                       total=total, progress=progress)
 
 
+class InterleavedSteps:
+    """Several sources' compiled steps (one `Step` each: their batches and losses differ in shape), run in a given
+    order of sources; with `steps_per_execution` > 1, up to that many steps a graph call: a `tf.while_loop` over a
+    slice of the order whose body picks the source's step with `tf.switch_case` and draws its batch from that
+    source's iterator, as `Step.run_many` does for one source. The same steps on the same batches either way."""
+
+    def __init__(self, steps: list[Step], steps_per_execution: int = 1):
+        if steps_per_execution < 1:
+            raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution}")
+        self.steps = list(steps)
+        self.steps_per_execution = steps_per_execution
+
+        def many(iterators: dict, order):
+            # One branch a source; a source without an iterator (sitting the chunk out) is never in the order.
+            def branch(j):
+                if str(j) not in iterators:
+                    return lambda: tf.constant(0.0)
+                return lambda: tf.cast(self.steps[j]._distributed_step(next(iterators[str(j)])), tf.float32)
+
+            branches = [branch(j) for j in range(len(self.steps))]
+
+            def body(i, losses):
+                return i + 1, losses.write(i, tf.switch_case(order[i], branches))
+
+            _, losses = tf.while_loop(lambda i, _: i < tf.size(order), body, [
+                tf.constant(0), tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())])
+            return losses.stack()
+
+        self._many = tf.function(many, reduce_retracing=True)
+
+    def losses(self, datasets: list, order: np.ndarray) -> Iterator[float]:
+        """Each step's loss over one pass: step `i` trains source `order[i]` on the next batch of `datasets[order[i]]`
+        (None: a source that sits the pass out)."""
+        if self.steps_per_execution == 1:
+            for step, dataset in zip(self.steps, datasets):
+                if dataset is not None:
+                    step.bind(dataset)
+            iterators = [None if d is None else iter(d) for d in datasets]
+            for source in order:
+                yield float(self.steps[source](next(iterators[source])))
+            return
+        iterators = {str(j): iter(d) for j, d in enumerate(datasets) if d is not None}
+        k = self.steps_per_execution
+        for start in range(0, len(order), k):
+            yield from (float(loss) for loss in self._many(iterators, tf.constant(order[start:start + k], tf.int32)))
+
+
 def interleaved_order(counts: list[int], seed: int) -> np.ndarray:
     """Which source each step of an interleaved epoch draws from: every source's `counts[i]` batches once, in a
     seeded random order (so sources mix in proportion to their size, and a resumed epoch repeats the order)."""
@@ -192,23 +239,13 @@ def interleaved_order(counts: list[int], seed: int) -> np.ndarray:
     return order
 
 
-def run_interleaved_epoch(steps: list[Step], datasets: list, order: np.ndarray, *, description: str,
+def run_interleaved_epoch(steps: InterleavedSteps, datasets: list, order: np.ndarray, *, description: str,
                           log_every: int = 50, on_batch: Callable[[int, float], None] | None = None,
                           progress: Progress | None = None) -> float:
     """One pass over several sources' datasets, step `i` drawing its batch from `datasets[order[i]]` and training
-    with `steps[order[i]]` (one compiled step per source: their batches and losses differ in shape); returns the
-    mean loss, as run_epoch. Each step runs one batch a call."""
-    for step, dataset in zip(steps, datasets):
-        if dataset is not None and isinstance(step, Step):
-            step.bind(dataset)
-
-    def losses():
-        iterators = [None if d is None else iter(d) for d in datasets]
-        for source in order:
-            yield float(steps[source](next(iterators[source])))
-
-    return _mean_loss(losses(), description=description, log_every=log_every, on_batch=on_batch,
-                      total=len(order), progress=progress)
+    that source's step (see `InterleavedSteps`); returns the mean loss, as run_epoch."""
+    return _mean_loss(steps.losses(datasets, order), description=description, log_every=log_every,
+                      on_batch=on_batch, total=len(order), progress=progress)
 
 
 def _mean_loss(losses: Iterable[float], *, description: str, log_every: int, on_batch, total: int | None,

@@ -222,7 +222,9 @@ class Trainer:
         for m, group, b in zip(models, groups, batchings):
             m.configure(optimizer=optimizer, variables=group, global_batch_size=b.global_batch_size,
                         jit_compile=self.jit_compile, mean_over_real_size=b.mean_over_real_size)
+        # Several sources: one Step each, their steps_per_execution loop in InterleavedSteps.
         steps = [loop.Step(self.strategy, m, 1 if several else self.steps_per_execution) for m in models]
+        interleaved = loop.InterleavedSteps(steps, self.steps_per_execution) if several else None
         weights = weights if weights is not None else models[0].model
         curves = StepScalars(self.recorder, name, global_batch_size=batching.global_batch_size,
                              learning_rate=lambda: current_learning_rate(optimizer)) if self.recorder.enabled else None
@@ -242,8 +244,8 @@ class Trainer:
             progress = make_progress(self.progress, log_every=self.log_every)
             if several:
                 order = loop.interleaved_order([b.steps(n) if n else 0 for b, n in zip(batchings, sizes)], seed)
-                loss = loop.run_interleaved_epoch(steps, datasets, order, description=description, on_batch=curves,
-                                                  progress=progress)
+                loss = loop.run_interleaved_epoch(interleaved, datasets, order, description=description,
+                                                  on_batch=curves, progress=progress)
             else:
                 loss = loop.run_epoch(steps[0], datasets[0], description=description, total=batching.steps(sizes[0]),
                                       on_batch=curves, progress=progress)
