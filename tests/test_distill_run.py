@@ -228,6 +228,18 @@ def test_train_step_compiles_with_xla():
     assert len(more) == 20 and more[-1] < more[0] < values[0]
     graph = many._many.get_concrete_function(iter(ds)).graph.as_graph_def()
     assert any(f.attr.get("_XlaMustCompile") and f.attr["_XlaMustCompile"].b for f in graph.library.function)
+    # Two sources (--source_tasks) in calls of 8: the source's compiled step picked inside the graph.
+    other = Distiller(student, None, [LogitsMSE()])
+    other.configure(optimizer=opt, variables=student.trainable_variables, global_batch_size=8, jit_compile=True)
+    both = loop.InterleavedSteps([loop.Step(strategy, distiller), loop.Step(strategy, other)], steps_per_execution=8)
+    order = loop.interleaved_order([10, 10], seed=0)
+    mixed = []
+    loop.run_interleaved_epoch(both, [ds, ds], order, description="xla sources", log_every=0,
+                               on_batch=lambda i, loss: mixed.append(loss))
+    assert len(mixed) == 20 and mixed[-1] < mixed[0] < more[-1]
+    graph = both._many.get_concrete_function({"0": iter(ds), "1": iter(ds)},
+                                             tf.constant(order[:8], tf.int32)).graph.as_graph_def()
+    assert any(f.attr.get("_XlaMustCompile") and f.attr["_XlaMustCompile"].b for f in graph.library.function)
 
 
 def test_companion_tools_predict_evaluate_finetune(setup, finished_run):
