@@ -196,8 +196,10 @@ class InterleavedSteps:
         self.steps = list(steps)
         self.steps_per_execution = steps_per_execution
 
-        def many(iterators: dict, order):
-            # One branch a source; a source without an iterator (sitting the chunk out) is never in the order.
+        def many(iterators: dict, order, count):
+            # Steps order[:count]; `order` always has steps_per_execution entries, so the last call of a pass, with
+            # fewer steps, reuses the trace. One branch a source; a source without an iterator (sitting the chunk
+            # out) is never in the order.
             def branch(j):
                 if str(j) not in iterators:
                     return lambda: tf.constant(0.0)
@@ -208,7 +210,7 @@ class InterleavedSteps:
             def body(i, losses):
                 return i + 1, losses.write(i, tf.switch_case(order[i], branches))
 
-            _, losses = tf.while_loop(lambda i, _: i < tf.size(order), body, [
+            _, losses = tf.while_loop(lambda i, _: i < count, body, [
                 tf.constant(0), tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())])
             return losses.stack()
 
@@ -228,7 +230,10 @@ class InterleavedSteps:
         iterators = {str(j): iter(d) for j, d in enumerate(datasets) if d is not None}
         k = self.steps_per_execution
         for start in range(0, len(order), k):
-            yield from (float(loss) for loss in self._many(iterators, tf.constant(order[start:start + k], tf.int32)))
+            part = np.zeros(k, np.int32)
+            count = len(order[start:start + k])
+            part[:count] = order[start:start + k]
+            yield from (float(loss) for loss in self._many(iterators, tf.constant(part), tf.constant(count)))
 
 
 def interleaved_order(counts: list[int], seed: int) -> np.ndarray:
