@@ -192,8 +192,8 @@ def test_killed_between_stages_resumes_to_the_same_weights(setup, monkeypatch):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-def test_train_step_compiles_with_xla():
-    """The TPU path: fixed shapes and forward + loss + gradients compiled with XLA (jit_compile), on CPU."""
+def _xla_student():
+    """A tiny student, a Distiller step compiled with XLA (jit_compile) and 20 fixed-shape batches."""
     import tensorflow as tf
 
     from xtremedistil_tf.distill.distiller import Distiller
@@ -209,39 +209,59 @@ def test_train_step_compiles_with_xla():
     rng = np.random.default_rng(0)
     batch = {"input_ids": rng.integers(1, 100, (8, 12)).astype("int32"), "attention_mask": np.ones((8, 12), "int32"),
              "token_type_ids": np.zeros((8, 12), "int32"), "t_logits": rng.normal(size=(8, 2)).astype("float32")}
-
-    distiller = Distiller(student, None, [LogitsMSE()])
     opt = loop.make_optimizer(1e-2)
     loop.build_optimizer(opt, student.trainable_variables, strategy)
-    distiller.configure(optimizer=opt, variables=student.trainable_variables, global_batch_size=8, jit_compile=True)
-    step = loop.Step(strategy, distiller)
+
+    def distiller():
+        d = Distiller(student, None, [LogitsMSE()])
+        d.configure(optimizer=opt, variables=student.trainable_variables, global_batch_size=8, jit_compile=True)
+        return d
+
     ds = loop.distribute(strategy, tf.data.Dataset.from_tensors(batch).repeat(20))
+    return strategy, student, opt, distiller, ds
+
+
+def _marked_for_xla(concrete) -> bool:
+    return any(f.attr.get("_XlaMustCompile") and f.attr["_XlaMustCompile"].b
+               for f in concrete.graph.as_graph_def().library.function)
+
+
+def test_train_step_compiles_with_xla():
+    """The TPU path: fixed shapes and forward + loss + gradients compiled with XLA (jit_compile), on CPU."""
+    from xtremedistil_tf.train import loop
+    strategy, _, _, distiller, ds = _xla_student()
+    distiller = distiller()
+    step = loop.Step(strategy, distiller)
     values = [float(step(b)) for b in ds]
     assert values[-1] < values[0]
-    graph = step._step.get_concrete_function(next(iter(ds))).graph.as_graph_def()
-    compiled = [f for f in graph.library.function if f.attr.get("_XlaMustCompile") and f.attr["_XlaMustCompile"].b]
-    assert compiled, "the inner gradient function is not marked for XLA compilation"
+    assert _marked_for_xla(step._step.get_concrete_function(next(iter(ds)))), \
+        "the inner gradient function is not marked for XLA compilation"
     # The TPU step loop: 8 compiled steps a graph call (20 batches: calls of 8, 8 and 4), going on from there.
     many = loop.Step(strategy, distiller, steps_per_execution=8)
     more = []
     loop.run_epoch(many, ds, description="xla", log_every=0, on_batch=lambda i, loss: more.append(loss))
     assert len(more) == 20 and more[-1] < more[0] < values[0]
-    graph = many._many.get_concrete_function(iter(ds)).graph.as_graph_def()
-    assert any(f.attr.get("_XlaMustCompile") and f.attr["_XlaMustCompile"].b for f in graph.library.function)
-    # Two sources (--source_tasks) in calls of 8: the source's compiled step picked inside the graph.
-    other = Distiller(student, None, [LogitsMSE()])
-    other.configure(optimizer=opt, variables=student.trainable_variables, global_batch_size=8, jit_compile=True)
-    both = loop.InterleavedSteps([loop.Step(strategy, distiller), loop.Step(strategy, other)], steps_per_execution=8)
+    assert _marked_for_xla(many._many.get_concrete_function(iter(ds)))
+
+
+@pytest.mark.slow  # about 14 s; the loop's steps are compared with one a call by default (test_train_trainer)
+def test_interleaved_sources_compile_with_xla():
+    """Two sources (--source_tasks) in calls of 8 on the TPU path: each source's XLA-compiled step picked inside
+    the graph."""
+    import tensorflow as tf
+
+    from xtremedistil_tf.train import loop
+    strategy, student, opt, distiller, ds = _xla_student()
+    both = loop.InterleavedSteps([loop.Step(strategy, distiller()), loop.Step(strategy, distiller())],
+                                 steps_per_execution=8)
     order = loop.interleaved_order([10, 10], seed=0)
-    mixed, start = [], [v.numpy() for v in student.trainable_variables]
+    losses, start = [], [v.numpy() for v in student.trainable_variables]
     loop.run_interleaved_epoch(both, [ds, ds], order, description="xla sources", log_every=0,
-                               on_batch=lambda i, loss: mixed.append(loss))
-    # 20 steps in calls of 8, 8 and 4 (the losses of a model near its optimum go up and down at this rate)
-    assert len(mixed) == 20 and np.all(np.isfinite(mixed)) and int(opt.iterations.numpy()) == 60
+                               on_batch=lambda i, loss: losses.append(loss))
+    assert len(losses) == 20 and losses[-1] < losses[0] and int(opt.iterations.numpy()) == 20
     assert any(not np.array_equal(v.numpy(), w) for v, w in zip(student.trainable_variables, start))
-    graph = both._many.get_concrete_function({"0": iter(ds), "1": iter(ds)}, tf.constant(order[:8], tf.int32),
-                                             tf.constant(8)).graph.as_graph_def()
-    assert any(f.attr.get("_XlaMustCompile") and f.attr["_XlaMustCompile"].b for f in graph.library.function)
+    assert _marked_for_xla(both._many.get_concrete_function({"0": iter(ds), "1": iter(ds)},
+                                                            tf.constant(order[:8], tf.int32), tf.constant(8)))
 
 
 def test_companion_tools_predict_evaluate_finetune(setup, finished_run):
