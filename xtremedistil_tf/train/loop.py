@@ -230,10 +230,10 @@ class InterleavedSteps:
         iterators = {str(j): iter(d) for j, d in enumerate(datasets) if d is not None}
         k = self.steps_per_execution
         for start in range(0, len(order), k):
+            steps = order[start:start + k]
             part = np.zeros(k, np.int32)
-            count = len(order[start:start + k])
-            part[:count] = order[start:start + k]
-            yield from (float(loss) for loss in self._many(iterators, tf.constant(part), tf.constant(count)))
+            part[:len(steps)] = steps
+            yield from (float(loss) for loss in self._many(iterators, tf.constant(part), tf.constant(len(steps))))
 
 
 def interleaved_order(counts: list[int], seed: int) -> np.ndarray:
