@@ -32,6 +32,7 @@ WRITES_INTO_ATOMIC = {
     ("xtremedistil_tf/convert/export.py", "write_tokenizer"),  # called inside export_*'s atomic_dir only
     ("xtremedistil_tf/data/pipeline.py", "open_shard"),  # enters xio.atomic_path by hand (a shard stays open)
     ("xtremedistil_tf/train/checkpoint.py", "save"),  # the whole checkpoint folder is one atomic_dir
+    ("xtremedistil_tf/io.py", "write_npz"),  # into a file its caller opened (the checkpoint's atomic_dir)
     ("xtremedistil_tf/deploy/runtimes.py", "write"),  # into export_int8's atomic_dir only
     ("xtremedistil_tf/deploy/int8.py", "_fixed_length_saved_model"),  # a scratch SavedModel, not an output
     # The file-system layer's primitives, and the commit steps built on them (uploads under temporary names,

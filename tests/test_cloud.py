@@ -244,7 +244,7 @@ def test_a_run_on_an_object_store_has_write_points_of_every_kind(uninterrupted):
     kinds = {_kind(p) for p in points}
     for expected in ("upload transfer_cache/.transfer-N.tfrecord", "copy teacher/checkpoint/.committed.json",
                      "copy teacher/teacher.weights.h5", "copy teacher_outputs/chunk-N.npz",
-                     "copy checkpoints/stage-N/ckpt.index", "upload .hf.X.tmp/model.safetensors",
+                     "copy checkpoints/stage-N/snapshots.npz", "upload .hf.X.tmp/model.safetensors",
                      "copy saved_model/saved_model.pb", "copy metrics.json", "copy run_state.json"):
         assert any(k.startswith(expected) for k in kinds), (expected, "\n".join(sorted(kinds)))
 

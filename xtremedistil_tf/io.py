@@ -25,7 +25,8 @@ import shutil
 import stat
 import tempfile
 import time
-from typing import Any, Iterator
+import zipfile
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -151,6 +152,16 @@ def load_npy(path: str) -> np.ndarray:
     """Reads an .npy array (never pickled objects)."""
     with fs.open(path, "rb") as f:
         return np.load(f, allow_pickle=False)
+
+
+def write_npz(file, arrays: Iterable[tuple[str, Any]]) -> None:
+    """Writes (name, array) pairs to an open binary `file` as an .npz archive (what `np.load` reads), one array at
+    a time: numpy's savez needs every array in memory at once, which for a large model's weights and optimizer
+    state is several copies of the model."""
+    with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays:
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as out:
+                np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
 
 
 def load_npz(path: str) -> dict[str, np.ndarray]:

@@ -1,10 +1,12 @@
 """Crash-safe checkpoints of a training phase: weights, optimizer state, the best weights so far and a JSON state,
 written together into one folder that replaces the previous one atomically.
 
-The model's weights are stored explicitly (every variable of `model.weights`, in order, in snapshots.npz):
-`tf.train.Checkpoint` does not see the layers a Keras 3 model keeps in Python lists (the encoder's transformer
-blocks, the student's projections), so on its own it restores only part of the model. It still carries the
-optimizer's state (iterations, moments)."""
+Everything is stored explicitly, variable by variable in order, in snapshots.npz: the model's weights
+(`tf.train.Checkpoint` does not see the layers a Keras 3 model keeps in Python lists), the optimizer's variables
+(step, moments), and named weight snapshots such as the best so far. A snapshot equal to the model's weights is
+stored once, as a reference (after an improving epoch the best weights are the current ones), and a finished phase
+drops the optimizer state it will never use. Checkpoints of earlier versions (a `ckpt` of model and optimizer
+beside the snapshots) still restore."""
 from __future__ import annotations
 
 import zipfile
@@ -17,7 +19,9 @@ from xtremedistil_tf import fs, io
 from xtremedistil_tf.errors import CheckpointError
 
 STATE_FILE = "state.json"
-MODEL_SNAPSHOT = "model"  # reserved snapshot name: the model's own weights at save time
+MODEL_SNAPSHOT = "model"  # reserved snapshot names: the model's own weights at save time,
+OPTIMIZER_STATE = "optimizer"  # and the optimizer's variables
+SAME_AS_MODEL = "model"  # the key `<name>__model` marks a snapshot equal to the model's weights
 
 
 def get_weights(model: keras.Model) -> list[np.ndarray]:
@@ -31,32 +35,46 @@ def set_weights(model: keras.Model, weights: list[np.ndarray]) -> None:
         v.assign(w)
 
 
+def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b))
+
+
 class PhaseCheckpoint:
-    """One folder per phase: `ckpt.*` (tf.train.Checkpoint of model + optimizer), `snapshots.npz`, `state.json`."""
+    """One folder per phase: `snapshots.npz` (model, optimizer, named snapshots) and `state.json`."""
 
     def __init__(self, folder: str, model: keras.Model, optimizer: keras.optimizers.Optimizer | None):
         self.folder = folder
         self.model = model
         self.optimizer = optimizer
-        objects = {"model": model}
-        if optimizer is not None:
-            objects["optimizer"] = optimizer
-        self._ckpt = tf.train.Checkpoint(**objects)
 
     def exists(self) -> bool:
         """Whether the folder holds a committed checkpoint (with its state.json), so a phase resumes instead of
         starting over."""
         return io.committed(self.folder) and fs.isfile(fs.join(self.folder, STATE_FILE))
 
-    def save(self, state: dict, snapshots: dict[str, list[np.ndarray] | None]) -> None:
-        """Writes weights, optimizer, named weight snapshots (e.g. the best so far) and the state, all or nothing."""
+    def save(self, state: dict, snapshots: dict[str, list[np.ndarray] | None], *, optimizer_state: bool = True) -> None:
+        """Writes the weights, the optimizer's state (unless `optimizer_state` is False: a finished phase), named
+        weight snapshots (e.g. the best so far) and the state, all or nothing."""
+        reserved = {MODEL_SNAPSHOT, OPTIMIZER_STATE} & set(snapshots)
+        if reserved:
+            raise ValueError(f"reserved snapshot names: {sorted(reserved)}")
+        weights = get_weights(self.model)
+
+        def arrays():
+            yield from ((f"{MODEL_SNAPSHOT}__{i}", w) for i, w in enumerate(weights))
+            if optimizer_state and self.optimizer is not None:
+                yield from ((f"{OPTIMIZER_STATE}__{i}", v.numpy()) for i, v in enumerate(self.optimizer.variables))
+            for name, ws in snapshots.items():
+                if ws is None:
+                    continue
+                if _same(ws, weights):
+                    yield f"{name}__{SAME_AS_MODEL}", np.zeros(0, np.int8)
+                else:
+                    yield from ((f"{name}__{i}", w) for i, w in enumerate(ws))
+
         with io.atomic_dir(self.folder) as tmp:
-            self._ckpt.write(fs.join(tmp, "ckpt"))
-            snapshots = {**snapshots, MODEL_SNAPSHOT: get_weights(self.model)}
-            arrays = {f"{name}__{i}": w for name, ws in snapshots.items() if ws is not None
-                      for i, w in enumerate(ws)}
             with open(fs.join(tmp, "snapshots.npz"), "wb") as f:
-                np.savez(f, **arrays)
+                io.write_npz(f, arrays())
             io.write_json(fs.join(tmp, STATE_FILE), state)
 
     def restore(self) -> tuple[dict, dict[str, list[np.ndarray]]]:
@@ -72,18 +90,33 @@ class PhaseCheckpoint:
                                   f"{text[0][:300] if text else ''}); remove the folder to redo its phase") from None
 
     def _restore(self) -> tuple[dict, dict[str, list[np.ndarray]]]:
-        status = self._ckpt.read(fs.join(self.folder, "ckpt"))
-        status.expect_partial()
+        if fs.exists(fs.join(self.folder, "ckpt.index")):  # an earlier version's optimizer state
+            objects = {"model": self.model, **({"optimizer": self.optimizer} if self.optimizer is not None else {})}
+            tf.train.Checkpoint(**objects).read(fs.join(self.folder, "ckpt")).expect_partial()
         state = io.read_json(fs.join(self.folder, STATE_FILE))
-        snapshots: dict[str, list] = {}
-        data = io.load_npz(fs.join(self.folder, "snapshots.npz"))
-        for k in sorted(data, key=lambda k: (k.rsplit("__", 1)[0], int(k.rsplit("__", 1)[1]))):
-            snapshots.setdefault(k.rsplit("__", 1)[0], []).append(data[k])
+        parts: dict[str, dict[int, np.ndarray]] = {}
+        same_as_model = []
+        for key, array in io.load_npz(fs.join(self.folder, "snapshots.npz")).items():
+            name, index = key.rsplit("__", 1)
+            if index == SAME_AS_MODEL:
+                same_as_model.append(name)
+            else:
+                parts.setdefault(name, {})[int(index)] = array
+        snapshots = {name: [p[i] for i in sorted(p)] for name, p in parts.items()}
         weights = snapshots.pop(MODEL_SNAPSHOT, None)
-        if weights is not None:  # older checkpoints lack it and rely on tf.train.Checkpoint alone
-            shapes = [tuple(v.shape) for v in self.model.weights]
-            if [tuple(w.shape) for w in weights] != shapes:
-                raise CheckpointError(f"{self.folder}: the checkpoint holds {len(weights)} weights that do not fit "
-                                      f"the model's {len(shapes)}; it was written by a different model")
+        optimizer_state = snapshots.pop(OPTIMIZER_STATE, None)
+        if weights is not None:  # the oldest checkpoints lack it and rely on tf.train.Checkpoint alone
+            self._check(weights, self.model.weights, "weights", "model")
             set_weights(self.model, weights)
+            snapshots.update({name: weights for name in same_as_model})
+        if optimizer_state is not None and self.optimizer is not None:
+            self._check(optimizer_state, self.optimizer.variables, "optimizer variables", "optimizer")
+            for v, w in zip(self.optimizer.variables, optimizer_state):
+                v.assign(w)
         return state, snapshots
+
+    def _check(self, arrays: list[np.ndarray], variables, what: str, owner: str) -> None:
+        shapes = [tuple(v.shape) for v in variables]
+        if [tuple(a.shape) for a in arrays] != shapes:
+            raise CheckpointError(f"{self.folder}: the checkpoint holds {len(arrays)} {what} that do not fit the "
+                                  f"{owner}'s {len(shapes)}; it was written by a different {owner}")

@@ -92,7 +92,7 @@ def run_phase(name: str, *, model, checkpoint: PhaseCheckpoint, num_chunks: int,
         state["elapsed"] = time.time() - start
         if recorder is not None and recorder.enabled:
             state["global_step"] = recorder.step
-        checkpoint.save(state, snapshots)
+        checkpoint.save(state, snapshots, optimizer_state=not state["done"])
 
     while state["chunk"] < num_chunks and not state["done"]:
         chunk = state["chunk"]
