@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from distill_helpers import config, make_task
+from tiny_setup import marked_for_xla
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -221,11 +222,6 @@ def _xla_student():
     return strategy, student, opt, distiller, ds
 
 
-def _marked_for_xla(concrete) -> bool:
-    return any(f.attr.get("_XlaMustCompile") and f.attr["_XlaMustCompile"].b
-               for f in concrete.graph.as_graph_def().library.function)
-
-
 def test_train_step_compiles_with_xla():
     """The TPU path: fixed shapes and forward + loss + gradients compiled with XLA (jit_compile), on CPU."""
     from xtremedistil_tf.train import loop
@@ -234,14 +230,14 @@ def test_train_step_compiles_with_xla():
     step = loop.Step(strategy, distiller)
     values = [float(step(b)) for b in ds]
     assert values[-1] < values[0]
-    assert _marked_for_xla(step._step.get_concrete_function(next(iter(ds)))), \
+    assert marked_for_xla(step._step.get_concrete_function(next(iter(ds)))), \
         "the inner gradient function is not marked for XLA compilation"
     # The TPU step loop: 8 compiled steps a graph call (20 batches: calls of 8, 8 and 4), going on from there.
     many = loop.Step(strategy, distiller, steps_per_execution=8)
     more = []
     loop.run_epoch(many, ds, description="xla", log_every=0, on_batch=lambda i, loss: more.append(loss))
     assert len(more) == 20 and more[-1] < more[0] < values[0]
-    assert _marked_for_xla(many._many.get_concrete_function(iter(ds)))
+    assert marked_for_xla(many._many.get_concrete_function(iter(ds)))
 
 
 @pytest.mark.slow  # about 14 s; the loop's steps are compared with one a call by default (test_train_trainer)
@@ -260,7 +256,7 @@ def test_interleaved_sources_compile_with_xla():
                                on_batch=lambda i, loss: losses.append(loss))
     assert len(losses) == 20 and losses[-1] < losses[0] and int(opt.iterations.numpy()) == 20
     assert any(not np.array_equal(v.numpy(), w) for v, w in zip(student.trainable_variables, start))
-    assert _marked_for_xla(both._many.get_concrete_function({"0": iter(ds), "1": iter(ds)},
+    assert marked_for_xla(both._many.get_concrete_function({"0": iter(ds), "1": iter(ds)},
                                                             tf.constant(order[:8], tf.int32), tf.constant(8)))
 
 

@@ -174,6 +174,30 @@ def test_predict_is_traced_once_for_trimmed_batches_and_keeps_row_order():
     assert np.all(out["width"] >= lengths) and np.all(out["width"] % 8 == 0)
 
 
+def test_predict_compiled_with_xla_gives_the_same_outputs():
+    """--jit_compile: teacher outputs and evaluations run compiled by XLA, batches trimmed to several lengths."""
+    from tiny_setup import marked_for_xla
+    arrays, lengths = _arrays(n=70)
+    strategy = tf.distribute.get_strategy()
+    keras.utils.set_random_seed(0)
+    embed, dense = keras.layers.Embedding(int(arrays["input_ids"].max()) + 1, 8), keras.layers.Dense(3, activation="gelu")
+
+    def fn(batch):
+        tokens = dense(embed(batch["input_ids"]))
+        mask = tf.cast(batch["attention_mask"], tokens.dtype)[..., None]
+        return {"tokens": tokens * mask, "pooled": tf.reduce_sum(tokens * mask, 1) / tf.reduce_sum(mask, 1)}
+
+    plain = loop.predict(strategy, fn, arrays, 16, trim=True, token_outputs=("tokens",))
+    xla = loop.predict(strategy, fn, arrays, 16, trim=True, token_outputs=("tokens",), jit_compile=True)
+    for k in ("tokens", "pooled"):
+        assert xla[k].shape == plain[k].shape
+        np.testing.assert_allclose(xla[k], plain[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert not np.any(xla["tokens"][np.arange(64)[None, :] >= lengths[:, None]])  # zeros past each row's length
+    compiled = {key[2]: f for key, f in loop._PREDICT_CACHE[fn].items()}
+    assert marked_for_xla(compiled[True].get_concrete_function())
+    assert not marked_for_xla(compiled[False].get_concrete_function())
+
+
 def test_predicting_with_many_models_gives_no_retracing_warning():
     """One trace per model (a stage's student, the teacher) is expected; TensorFlow must not call it retracing."""
     import logging

@@ -194,3 +194,9 @@ def check_loadable(path) -> None:
         read_arrays(path)
     elif path.endswith(".png"):
         assert fs.read_bytes(path)[-8:-4] == b"IEND", "truncated PNG"
+
+
+def marked_for_xla(concrete) -> bool:
+    """Whether a concrete tf.function's graph calls a function marked for XLA compilation (jit_compile)."""
+    return any(f.attr.get("_XlaMustCompile") and f.attr["_XlaMustCompile"].b
+               for f in concrete.graph.as_graph_def().library.function)

@@ -27,7 +27,8 @@ class RuntimeConfig:
     strategy: str = option("auto", f"tf.distribute strategy: {', '.join(STRATEGIES)} (multi_worker reads "
                                    "TF_CONFIG)")
     tpu: str = option("", "TPU name or address for --strategy=tpu")
-    jit_compile: bool = option(False, "compile forward, loss and gradients with XLA")
+    jit_compile: bool = option(False, "compile with XLA: the training steps' forward, loss and gradients, and the "
+                                      "forward passes that compute teacher outputs and evaluate")
     steps_per_execution: int = option(1, "train steps run in one graph call (a loop on the device, as Keras' "
                                           "steps_per_execution): the same steps, less per-step overhead for small "
                                           "models and TPUs; losses are logged in groups of N")

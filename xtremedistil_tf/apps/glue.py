@@ -397,7 +397,7 @@ class GlueRun:
         return loop.predict(self.strategy, self._logits_fn, {k: arrays[k] for k in INPUT_NAMES},
                             self.gbs(c.eval_batch_size), trim=self.trim,
                             token_outputs=("logits",) if self.kind in TOKEN_KINDS else (),
-                            progress=make_progress(c.progress, log_every=c.log_every),
+                            progress=make_progress(c.progress, log_every=c.log_every), jit_compile=c.jit_compile,
                             description=f"predicting {split} ({len(arrays['input_ids'])} examples)")["logits"]
 
     def evaluate(self, split: str, logits: np.ndarray | None = None) -> dict:

@@ -266,7 +266,7 @@ class Distillation:
 
     def _predict(self, fn, arrays, token_outputs=(), description="teacher outputs"):
         return loop.predict(self.strategy, fn, arrays, self.gbs(self.config.teacher_batch_size), trim=self.trim,
-                            token_outputs=token_outputs, progress=self._progress(),
+                            token_outputs=token_outputs, progress=self._progress(), jit_compile=self.config.jit_compile,
                             description=f"{description} ({len(arrays['input_ids'])} examples)")
 
     def evaluate(self, model, split: str) -> dict[str, float]:
@@ -324,6 +324,7 @@ class Distillation:
         # predict() cuts only the inputs' token axis, so NER targets (per token) need the full length.
         out = loop.predict(self.strategy, distiller.eval_fn, arrays, self.gbs(self.config.student_distil_batch_size),
                            trim=self.trim and self.kind not in TOKEN_KINDS, progress=self._progress(),
+                           jit_compile=self.config.jit_compile,
                            description=f"stage loss ({len(arrays['input_ids'])} examples)")
         return float(np.mean(out["loss"]))
 

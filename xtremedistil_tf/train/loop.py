@@ -292,14 +292,15 @@ def _losses(step: Step, dataset: Iterable) -> Iterator[float]:
 
 def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_size: int, *,
             trim: bool = False, token_outputs: tuple[str, ...] = (), progress: Progress | None = None,
-            description: str = "predicting") -> dict[str, np.ndarray]:
+            description: str = "predicting", jit_compile: bool = False) -> dict[str, np.ndarray]:
     """Runs `fn(batch) -> dict of tensors` over all rows under the strategy and returns numpy arrays in row order.
 
     Rows are padded to a whole number of global batches (fixed shapes for TPU/XLA) and the padding cut off.
     With `trim`, rows are sorted by length first and each batch is cut to its longest row (see `trim_batch`):
     the same outputs at real positions for a fraction of the work; the outputs named in `token_outputs` (those
     with a token axis) are padded back to the full length with zeros. `progress` (default: none) reports the
-    batches under `description`.
+    batches under `description`. With `jit_compile`, `fn` runs compiled by XLA on each replica, one compilation per
+    batch shape (the batch size is fixed; trimmed lengths are multiples of 8, so at most seq_len / 8 of them).
     """
     n = len(next(iter(arrays.values())))
     seq_len = arrays["input_ids"].shape[1] if "input_ids" in arrays else None
@@ -314,7 +315,7 @@ def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_
         ds = ds.map(lambda b: trim_batch(b, seq_len, tuple(k for k in INPUT_NAMES if k in padded)))
     ds = distribute(strategy, without_autotune(ds))
 
-    run = _compiled_predict(strategy, fn, ds.element_spec)
+    run = _compiled_predict(strategy, fn, ds.element_spec, jit_compile)
     chunks: dict[str, list] = {}
     progress = progress or Progress()
     progress.start(padded_n // global_batch_size, description)
@@ -339,20 +340,22 @@ def predict(strategy, fn: Callable, arrays: dict[str, np.ndarray], global_batch_
 _PREDICT_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _compiled_predict(strategy, fn, spec):
-    """One tf.function per (fn, strategy, batch spec), so repeated evaluations reuse the trace; with the spec's
-    unknown length, batches trimmed to different lengths share one graph instead of tracing one per length."""
+def _compiled_predict(strategy, fn, spec, jit_compile: bool = False):
+    """One tf.function per (fn, strategy, batch spec, XLA or not), so repeated evaluations reuse the trace; with the
+    spec's unknown length, batches trimmed to different lengths share one graph instead of tracing one per length."""
     per_fn = _PREDICT_CACHE.setdefault(fn, {})
-    key = (id(strategy), repr(spec))
+    key = (id(strategy), repr(spec), jit_compile)
     if key not in per_fn:
         # The compiled function holds `fn` weakly: a strong reference would keep the cache's key, and with it the
         # model `fn` closes over, alive for ever (a leak of one model per run_glue cell in a long process).
         # A partial, not a closure: TensorFlow counts traces per code object, so closures of one `def` made for
         # different models (one per stage) would add up to a false "frequent retracing" warning.
-        per_fn[key] = tf.function(functools.partial(_predict_step, strategy, weakref.ref(fn)), input_signature=[spec])
+        per_fn[key] = tf.function(functools.partial(_predict_step, strategy, weakref.ref(fn), jit_compile),
+                                  input_signature=[spec])
     return per_fn[key]
 
 
-def _predict_step(strategy, fn_ref, batch):
-    out = strategy.run(fn_ref(), args=(batch,))
+def _predict_step(strategy, fn_ref, jit_compile, batch):
+    fn = fn_ref()
+    out = strategy.run(tf.function(fn, jit_compile=True) if jit_compile else fn, args=(batch,))
     return {k: strategy.gather(v, axis=0) for k, v in out.items()}
