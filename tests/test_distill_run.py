@@ -13,6 +13,7 @@ transformers = pytest.importorskip("transformers")
 
 from xtremedistil_tf.distill.runner import Distillation, run_distillation  # noqa: E402
 from xtremedistil_tf.errors import ConfigError  # noqa: E402
+from xtremedistil_tf.train import loop  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,10 @@ def test_run_end_to_end(setup, finished_run, mode, monkeypatch):
             continue
         # (or already fitted: below 1e-4, dropout noise in training moves a loss that small either way)
         assert after < before or after < 1e-4, (k, before, after)
+    # the stages' loss evaluations: one compiled predict step, traced once, per kind of loss (not one per stage)
+    compiled = [f for fn in run._eval_fns.values() for f in loop._PREDICT_CACHE[fn].values()]
+    assert sorted({info["loss"] for info in stages.values()}) == ["labels", "logits", "representation"]
+    assert [f.experimental_get_tracing_count() for f in compiled] == [1, 1, 1]
     for name in ("xtremedistil-config.json", "xtremedistil.weights.h5", "word_embedding.npy", "metrics.json",
                  "student-config.json", "hf/config.json", "hf/model.safetensors", "saved_model/saved_model.pb",
                  "plots/stage_losses.png", "plots/stage_scores.png"):

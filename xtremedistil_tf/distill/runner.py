@@ -56,6 +56,7 @@ class Distillation:
         self.policy = config.policy
         self.t_start = time.time()
         self._logit_fns: dict = {}
+        self._eval_fns: dict = {}
         self.recorder: Recorder = NoRecorder()
 
     # ------------------------------------------------------------------------------------------------ set-up
@@ -378,9 +379,11 @@ class Distillation:
                                 for v in self.student.group_variables(group, frozen_word_embeddings=frozen))
 
     def distiller(self, stage: Stage) -> Distiller:
-        """The Distiller of one stage, with a stable evaluation function (one compiled predict step per stage)."""
+        """The Distiller of one stage. Its evaluation function (the per-example loss, which does not depend on what
+        trains) is one object for every stage with the same losses (each logit stage, each label stage), so their
+        loss evaluations share one compiled predict step instead of tracing one per stage."""
         distiller = Distiller(self.student, self.teacher, stage.losses, token_mask=self.token_mask)
-        distiller.eval_fn = distiller.test_step
+        distiller.eval_fn = self._eval_fns.setdefault(stage.losses, distiller.test_step)
         return distiller
 
     @property
