@@ -32,6 +32,8 @@ TABLE = {
     "teacher_warmup('ner')":             (0.1,            None),
     "teacher_warmup('classification')":  (None,           None),
     "mean_over_real_batch":              (False,          True),
+    "compresses_scratch_student":        (True,           False),
+    "compresses_fine_tuned_teacher":     (False,          True),
     "unfreeze_groups(num_layers=2, has_projection=True, unfreeze_order='dense,student')":
         (["transformer_layer_1", "transformer_layer_0", "embeddings"], ["dense", "student"]),
     "unfreeze_groups(num_layers=2, has_projection=False, unfreeze_order='student,dense')":

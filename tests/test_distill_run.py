@@ -318,3 +318,35 @@ def test_faithful_compression_of_a_scratch_student_has_no_effect_as_in_the_origi
     assert config(task, teacher, tmp_path / "f", mode="faithful", pt_student_checkpoint=str(teacher),
                   **flags).word_embeddings_frozen
     assert not config(task, teacher, tmp_path / "s", mode="faithful", **flags).word_embeddings_compressed
+
+
+@pytest.mark.parametrize("mode", ["default", "faithful"])
+def test_compressed_embeddings_come_from_the_same_teacher_when_it_is_reloaded(tmp_path, minilm_dir, mode):
+    """The PCA that starts the student's word embeddings is of the teacher checkpoint's matrix (default) or of the
+    fine-tuned teacher's (faithful, as the original), whether the run fine-tunes the teacher or reloads it (a
+    resumed run, a shared --teacher_model_dir)."""
+    from distill_helpers import make_teacher
+
+    from xtremedistil_tf.convert.hf import read_word_embeddings
+    from xtremedistil_tf.distill.student import pca_compress
+    teacher = make_teacher(tmp_path / "teacher", minilm_dir, hidden=32)
+    # a student from a checkpoint: faithful mode compresses only those, as the original
+    student = make_teacher(tmp_path / "student", minilm_dir, hidden=16, seed=1)
+    task = make_task(tmp_path / "task", n_train=48, n_dev=16, n_test=16, n_transfer=16)
+    common = dict(mode=mode, compress_word_embedding=True, teacher_model_dir=str(tmp_path / "teacher-ft"),
+                  ft_epochs=1, pt_student_checkpoint=str(student))
+    tables = []
+    for name in ("fine-tunes", "reloads"):
+        run = Distillation(config(task, teacher, tmp_path / name, **common))
+        run.setup()
+        run.load_data()
+        run.prepare_teacher()
+        run.prepare_student()
+        tables.append(run.student.encoder.embeddings.word_embeddings.embeddings.numpy())
+    fine_tuned = run.teacher.encoder.embeddings.word_embeddings.embeddings.numpy()
+    checkpoint = read_word_embeddings(str(teacher))
+    np.testing.assert_array_equal(  # the matrix transformers loads
+        checkpoint, transformers.BertModel.from_pretrained(teacher).embeddings.word_embeddings.weight.detach().numpy())
+    assert not np.array_equal(fine_tuned, checkpoint)  # fine-tuning moved them: the two sources differ
+    np.testing.assert_array_equal(tables[0], tables[1])
+    np.testing.assert_array_equal(tables[0], pca_compress(fine_tuned if mode == "faithful" else checkpoint, 16))

@@ -313,6 +313,18 @@ def load_hf_encoder(source: str, *, allow_pickle: bool = False, name: str = "enc
     return LoadedCheckpoint(encoder=encoder, hf_config=cfg, heads=heads, source=folder)
 
 
+def read_word_embeddings(source: str, *, allow_pickle: bool = False) -> np.ndarray:
+    """The word-embedding matrix [vocab, width] of a Hugging Face folder or hub id, read without building its
+    model."""
+    folder = resolve_source(source)
+    kwargs = encoder_kwargs_from_hf(read_hf_config(folder), source=fs.join(folder, "config.json"))
+    state, weight_file = read_state_dict(folder, allow_pickle=allow_pickle)
+    body, _ = _strip_prefix(state, kwargs["architecture"])
+    if names.WORD_EMBEDDINGS not in body:
+        raise CheckpointError(f"{weight_file}: no {names.WORD_EMBEDDINGS}")
+    return np.asarray(body[names.WORD_EMBEDDINGS], dtype=np.float32)
+
+
 def encoder_state_dict(encoder: Encoder, *, prefix: str = "") -> dict[str, np.ndarray]:
     """The encoder's weights under Hugging Face (PyTorch layout) names, ready for safetensors."""
     out = {}

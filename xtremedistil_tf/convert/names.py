@@ -9,8 +9,9 @@ from __future__ import annotations
 
 T = True  # transpose
 
+WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"  # the same key in every architecture
 _BERT_EMBEDDINGS = {
-    "embeddings.word_embeddings.weight": ("embeddings.word_embeddings.embeddings", False),
+    WORD_EMBEDDINGS: ("embeddings.word_embeddings.embeddings", False),
     "embeddings.position_embeddings.weight": ("embeddings.position_embeddings.embeddings", False),
     "embeddings.token_type_embeddings.weight": ("embeddings.token_type_embeddings.embeddings", False),
     "embeddings.LayerNorm.weight": ("embeddings.layer_norm.gamma", False),

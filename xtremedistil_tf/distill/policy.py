@@ -22,6 +22,7 @@ class ModePolicy:
     drop_partial_batch: bool = True  # drop an epoch's last partial batch when there is a whole one
     mean_over_real_batch: bool = False  # average a step's loss over its examples, not the global batch size
     compresses_scratch_student: bool = True  # --compress_word_embedding initialises a from-scratch student
+    compresses_fine_tuned_teacher: bool = False  # the PCA is of the teacher's embeddings after its fine-tuning
     attentions_after_dropout: bool = False  # the student's attention maps (--distil_attention) after dropout
     mask_padding: bool = True  # token-level losses count real first sub-tokens only (NER)
     ner_x_labels: bool = False  # NER sub-words labelled X, and [PAD]/[CLS]/[SEP] labelled, as the original
@@ -100,6 +101,9 @@ class FaithfulPolicy(ModePolicy):
     # The original set the PCA matrix on its unbuilt from-scratch student, whose build then replaced it with a fresh
     # initialisation: --compress_word_embedding / --freeze_word_embedding did nothing there (only with a checkpoint).
     compresses_scratch_student = False
+    # The original took the PCA of the teacher's word embeddings after fine-tuning (or reloading) it
+    # (`get_word_embedding(teacher_model.get_layer("tf_model"), ...)`); the default mode takes the checkpoint's.
+    compresses_fine_tuned_teacher = True
     # transformers 4.1.1's TF BERT returns attention probabilities after attention dropout (and trains on those):
     # the original's student attention maps, compared with the teacher's (dropout off at prediction), are dropped.
     attentions_after_dropout = True

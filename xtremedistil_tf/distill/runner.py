@@ -14,7 +14,7 @@ import numpy as np
 from absl import logging
 
 from xtremedistil_tf import fs, io
-from xtremedistil_tf.convert.hf import load_hf_head
+from xtremedistil_tf.convert.hf import load_hf_head, read_word_embeddings
 from xtremedistil_tf.data.tasks import load_task
 from xtremedistil_tf.data.tokenize import check_vocabulary, load_tokenizer
 from xtremedistil_tf.distill import outputs
@@ -186,17 +186,17 @@ class Distillation:
         if c.task_agnostic:
             return self._prepare_pretrained_teacher()
         with self.strategy.scope():
+            before_fine_tuning = None
             if has_saved_teacher(self.teacher_dir):
                 logging.info("loading the fine-tuned teacher from %s", self.teacher_dir)
                 self.teacher = load_model(self.teacher_dir, TEACHER_WEIGHTS, TEACHER_CONFIG)
-                self.teacher_word_embeddings = self.teacher.encoder.embeddings.word_embeddings.embeddings.numpy()
             else:
                 teacher, loaded = build_teacher(c.pt_teacher_checkpoint, num_labels=self.task.num_labels
                                                 if self.kind != "ner" else len(self.label_names),
                                                 kind=self.kind, first_token_head=self.policy.teacher_first_token_head)
                 self.teacher = teacher
-                # The student's compressed embeddings come from the teacher before its fine-tuning.
-                self.teacher_word_embeddings = teacher.encoder.embeddings.word_embeddings.embeddings.numpy()
+                if c.word_embeddings_compressed:
+                    before_fine_tuning = _word_embeddings(teacher)
                 self._validate_teacher(teacher.encoder)  # before fine-tuning, not an hour into it
                 if c.teacher_is_finetuned:
                     if not load_hf_head(teacher, loaded.heads, source=c.pt_teacher_checkpoint):
@@ -208,6 +208,7 @@ class Distillation:
                     save_model(self.teacher, self.teacher_dir, TEACHER_WEIGHTS, TEACHER_CONFIG)
                     # Only now: a crash before the teacher is saved resumes its fine-tuning from this checkpoint.
                     fs.rmtree(fs.join(self.teacher_dir, "checkpoint"))
+            self.teacher_word_embeddings = self._embeddings_to_compress(before_fine_tuning)
         self._validate_teacher(self.teacher.encoder)
         if self.state.get("teacher") is None:
             self.state["teacher"] = self.scores(self.teacher)
@@ -216,13 +217,29 @@ class Distillation:
                 self.recorder.scalars(f"teacher/final/{split}", m, step=0)
         logging.info("teacher: %s", self.state["teacher"])
 
+    def _embeddings_to_compress(self, before_fine_tuning: np.ndarray | None) -> np.ndarray | None:
+        """The teacher word embeddings whose PCA starts the student's (None when the student does not take them):
+        the fine-tuned teacher's or, by the mode's policy, the checkpoint's (`before_fine_tuning`). A reloaded
+        teacher (a resumed run, a shared --teacher_model_dir) has only its fine-tuned ones, so the checkpoint's
+        are read from --pt_teacher_checkpoint again: the student then starts as in an uninterrupted run."""
+        c = self.config
+        if not c.word_embeddings_compressed:
+            return None
+        if self.policy.compresses_fine_tuned_teacher or c.teacher_is_finetuned:
+            return _word_embeddings(self.teacher)
+        if before_fine_tuning is None:
+            logging.info("reading the word embeddings to compress from %s (before fine-tuning)",
+                         c.pt_teacher_checkpoint)
+            before_fine_tuning = read_word_embeddings(c.pt_teacher_checkpoint)
+        return before_fine_tuning
+
     def _prepare_pretrained_teacher(self):
         """A task-agnostic run's teacher: the checkpoint as it is (its head, never trained, is not used)."""
         c = self.config
         with self.strategy.scope():
             self.teacher, _ = build_teacher(c.pt_teacher_checkpoint, num_labels=1, kind="classification",
                                             first_token_head=self.policy.teacher_first_token_head)
-        self.teacher_word_embeddings = self.teacher.encoder.embeddings.word_embeddings.embeddings.numpy()
+        self.teacher_word_embeddings = _word_embeddings(self.teacher)
         self._validate_teacher(self.teacher.encoder)
         self.state["teacher"] = self.state.get("teacher") or {}
 
@@ -627,6 +644,11 @@ class Distillation:
             self._save_state()
         outputs.log_summary(metrics)
         return metrics
+
+
+def _word_embeddings(model) -> np.ndarray:
+    """A task model's word-embedding matrix, as numpy."""
+    return model.encoder.embeddings.word_embeddings.embeddings.numpy()
 
 
 def run_distillation(config: DistilConfig) -> dict:
