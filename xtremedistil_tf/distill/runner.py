@@ -195,7 +195,7 @@ class Distillation:
                                                 if self.kind != "ner" else len(self.label_names),
                                                 kind=self.kind, first_token_head=self.policy.teacher_first_token_head)
                 self.teacher = teacher
-                if c.word_embeddings_compressed:
+                if self._compresses_checkpoint_embeddings:
                     before_fine_tuning = _word_embeddings(teacher)
                 self._validate_teacher(teacher.encoder)  # before fine-tuning, not an hour into it
                 if c.teacher_is_finetuned:
@@ -217,21 +217,27 @@ class Distillation:
                 self.recorder.scalars(f"teacher/final/{split}", m, step=0)
         logging.info("teacher: %s", self.state["teacher"])
 
+    @property
+    def _compresses_checkpoint_embeddings(self) -> bool:
+        """Whether the student's compressed word embeddings come from the teacher checkpoint's matrix (before
+        fine-tuning, the default mode's rule) rather than from the fine-tuned teacher's."""
+        c = self.config
+        return c.word_embeddings_compressed and not (self.policy.compresses_fine_tuned_teacher
+                                                     or c.teacher_is_finetuned)
+
     def _embeddings_to_compress(self, before_fine_tuning: np.ndarray | None) -> np.ndarray | None:
         """The teacher word embeddings whose PCA starts the student's (None when the student does not take them):
-        the fine-tuned teacher's or, by the mode's policy, the checkpoint's (`before_fine_tuning`). A reloaded
+        the checkpoint's (`before_fine_tuning`) or, by the mode's policy, the fine-tuned teacher's. A reloaded
         teacher (a resumed run, a shared --teacher_model_dir) has only its fine-tuned ones, so the checkpoint's
         are read from --pt_teacher_checkpoint again: the student then starts as in an uninterrupted run."""
         c = self.config
-        if not c.word_embeddings_compressed:
-            return None
-        if self.policy.compresses_fine_tuned_teacher or c.teacher_is_finetuned:
-            return _word_embeddings(self.teacher)
-        if before_fine_tuning is None:
-            logging.info("reading the word embeddings to compress from %s (before fine-tuning)",
-                         c.pt_teacher_checkpoint)
-            before_fine_tuning = read_word_embeddings(c.pt_teacher_checkpoint)
-        return before_fine_tuning
+        if self._compresses_checkpoint_embeddings:
+            if before_fine_tuning is None:
+                logging.info("reading the word embeddings to compress from %s (before fine-tuning)",
+                             c.pt_teacher_checkpoint)
+                before_fine_tuning = read_word_embeddings(c.pt_teacher_checkpoint)
+            return before_fine_tuning
+        return _word_embeddings(self.teacher) if c.word_embeddings_compressed else None
 
     def _prepare_pretrained_teacher(self):
         """A task-agnostic run's teacher: the checkpoint as it is (its head, never trained, is not used)."""
@@ -239,7 +245,7 @@ class Distillation:
         with self.strategy.scope():
             self.teacher, _ = build_teacher(c.pt_teacher_checkpoint, num_labels=1, kind="classification",
                                             first_token_head=self.policy.teacher_first_token_head)
-        self.teacher_word_embeddings = _word_embeddings(self.teacher)
+        self.teacher_word_embeddings = _word_embeddings(self.teacher) if c.word_embeddings_compressed else None
         self._validate_teacher(self.teacher.encoder)
         self.state["teacher"] = self.state.get("teacher") or {}
 
